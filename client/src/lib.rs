@@ -1,0 +1,1 @@
+//! Client library for sett. Empty until the replicated server lands.

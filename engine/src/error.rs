@@ -1,0 +1,108 @@
+//! The engine's error type.
+//!
+//! Corruption (bytes on disk that fail a checksum or do not parse) is kept
+//! apart from I/O failures: a caller can retry or report an I/O error, but
+//! corruption means the data itself is wrong and must never be papered over.
+
+use std::path::PathBuf;
+
+/// Result alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error the engine returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// Bytes read from disk are not what was written: a checksum failed or a
+    /// structure does not parse. Names the file and the byte offset.
+    #[error("corruption in {file} at offset {offset}: {reason}")]
+    Corruption {
+        /// The file holding the bad bytes.
+        file: PathBuf,
+        /// Byte offset of the bad record or block.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A serializable transaction read a key that another transaction
+    /// committed after this one started. Retry the transaction.
+    #[error("transaction conflict: a key read by this transaction was changed concurrently; retry")]
+    Conflict,
+
+    /// The transaction holds more writes than one commit may carry.
+    #[error("transaction too big: {entries} entries / {bytes} bytes exceed the limit")]
+    TxnTooBig {
+        /// Entries pending in the transaction.
+        entries: usize,
+        /// Encoded size of the pending writes.
+        bytes: usize,
+    },
+
+    /// The key is empty.
+    #[error("key cannot be empty")]
+    EmptyKey,
+
+    /// The key is longer than the engine accepts.
+    #[error("key of {len} bytes exceeds the limit of {max} bytes")]
+    KeyTooLarge {
+        /// Length of the key given.
+        len: usize,
+        /// Largest accepted length.
+        max: usize,
+    },
+
+    /// The value is longer than the engine accepts.
+    #[error("value of {len} bytes exceeds the limit of {max} bytes")]
+    ValueTooLarge {
+        /// Length of the value given.
+        len: usize,
+        /// Largest accepted length.
+        max: usize,
+    },
+
+    /// A write was attempted in a read-only transaction.
+    #[error("cannot write in a read-only transaction")]
+    ReadOnlyTxn,
+
+    /// The transaction was already committed or discarded.
+    #[error("transaction already finished")]
+    TxnFinished,
+
+    /// The database has been closed.
+    #[error("database is closed")]
+    Closed,
+
+    /// Another process (or another `Db` in this one) holds the directory lock.
+    #[error("database directory {0} is locked by another process or handle")]
+    Locked(PathBuf),
+
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+
+    /// A background worker failed earlier; the database refuses further
+    /// writes so that nothing is acknowledged that cannot be made durable.
+    #[error("database is in a failed state after a background error: {0}")]
+    Poisoned(String),
+}
+
+impl Error {
+    /// Builds a [`Error::Corruption`].
+    pub fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Corruption {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// True for [`Error::Corruption`].
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+}

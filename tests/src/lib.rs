@@ -1,0 +1,1 @@
+//! Cross-crate tests for sett; the scenarios live in `tests/`, one per file.
