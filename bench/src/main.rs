@@ -1,1 +1,291 @@
-fn main() {}
+//! `sett-bench`: side-by-side benchmarks of sett's engine against RocksDB,
+//! fjall and redb, all in one run on the same machine and the same data.
+//!
+//! ```text
+//! sett-bench engine [--engines sett,rocksdb,fjall,redb]
+//!                   [--workloads load-1k,load-128,read-random,scan,durable]
+//!                   [--scale F] [--json] [--dir PATH]
+//! ```
+//!
+//! Without `--json` the tables go to stdout; with it, stdout carries one
+//! JSON object per line and the tables go to stderr. Progress always goes
+//! to stderr.
+
+mod data;
+mod engine;
+mod engines;
+mod measure;
+mod report;
+mod workloads;
+
+use anyhow::{ensure, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use engine::{Engine, EngineKind, WriteMode};
+use measure::{dir_size, IoCounters};
+use report::Record;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use workloads::{Phase, Workload, WorkloadArg};
+
+#[derive(Debug, Parser)]
+#[command(name = "sett-bench", about = "Benchmarks sett against peer engines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Embedded engines: sett vs RocksDB, fjall and redb.
+    Engine(EngineArgs),
+}
+
+#[derive(Debug, Args)]
+struct EngineArgs {
+    /// Engines to run, comma-separated [default: every engine built in].
+    #[arg(long, value_delimiter = ',')]
+    engines: Option<Vec<EngineKind>>,
+    /// Workloads to run, comma-separated; `durable` means durable-1 and
+    /// durable-32.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "load-1k,load-128,read-random,scan,durable"
+    )]
+    workloads: Vec<WorkloadArg>,
+    /// Multiplies every operation count (0.01 for a quick run).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Print one JSON object per engine and workload on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Parent of the temporary engine directories [default: the system
+    /// temp dir]. Must be on the disk to measure, not tmpfs.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Engine(args) => run_engines(args),
+    }
+}
+
+fn run_engines(args: EngineArgs) -> Result<()> {
+    ensure!(
+        args.scale.is_finite() && args.scale > 0.0,
+        "--scale must be positive"
+    );
+    let mut engines = match args.engines {
+        Some(list) => {
+            for e in &list {
+                ensure!(
+                    e.available(),
+                    "engine {} is not built in (build with `--features {}`)",
+                    e.name(),
+                    e.name()
+                );
+            }
+            list
+        }
+        None => {
+            let all = [
+                EngineKind::Sett,
+                EngineKind::Rocksdb,
+                EngineKind::Fjall,
+                EngineKind::Redb,
+            ];
+            if !EngineKind::Sett.available() {
+                eprintln!("note: built without the `sett` feature; running the peers only");
+            }
+            all.into_iter().filter(|e| e.available()).collect()
+        }
+    };
+    engines.dedup();
+    let workloads = Workload::from_args(&args.workloads);
+
+    let parent = args.dir.unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let base = tempfile::Builder::new()
+        .prefix("sett-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
+    eprintln!(
+        "sett-bench engine: engines {:?}, workloads {:?}, scale {}, dir {}",
+        engines.iter().map(|e| e.name()).collect::<Vec<_>>(),
+        workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),
+        args.scale,
+        base.path().display()
+    );
+
+    let pool = data::ValuePool::new();
+    let mut records = Vec::new();
+    let mut failed = Vec::new();
+    for &kind in &engines {
+        let dir = base.path().join(kind.name());
+        std::fs::create_dir(&dir)?;
+        let runner = Runner {
+            kind,
+            dir: &dir,
+            scale: args.scale,
+            pool: &pool,
+        };
+        if let Err(e) = runner.run(&workloads, &mut records) {
+            eprintln!("error: {}: {e:#}", kind.name());
+            failed.push(kind.name());
+        }
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    drop(base);
+
+    let tables = format!(
+        "{}\n{}",
+        report::table(&records),
+        report::ratios_vs_rocksdb(&records)
+    );
+    if args.json {
+        print!("{}", report::json_lines(&records));
+        eprint!("\n{tables}");
+    } else {
+        print!("\n{tables}");
+    }
+    ensure!(failed.is_empty(), "engines failed: {}", failed.join(", "));
+    Ok(())
+}
+
+/// Runs the selected workloads on one engine, each group on a fresh
+/// database in its own subdirectory of `dir`.
+struct Runner<'a> {
+    kind: EngineKind,
+    dir: &'a Path,
+    scale: f64,
+    pool: &'a data::ValuePool,
+}
+
+impl Runner<'_> {
+    fn run(&self, workloads: &[Workload], records: &mut Vec<Record>) -> Result<()> {
+        let has = |w: Workload| workloads.contains(&w);
+        let pool = self.pool;
+
+        if has(Workload::Load1k) {
+            let w = Workload::Load1k;
+            let (db, dir) = self.open(w.name(), WriteMode::Bulk)?;
+            let ops = w.ops(self.scale);
+            let value_len = w.value_len().expect("load writes");
+            records.push(self.measure(w, db.as_ref(), &dir, || {
+                workloads::load(db.as_ref(), pool, ops, value_len)
+            })?);
+            self.close(db, &dir)?;
+        }
+
+        if has(Workload::Load128) || has(Workload::ReadRandom) || has(Workload::Scan) {
+            let w = Workload::Load128;
+            let (db, dir) = self.open(w.name(), WriteMode::Bulk)?;
+            let loaded = w.ops(self.scale);
+            let value_len = w.value_len().expect("load writes");
+            let rec = self.measure(w, db.as_ref(), &dir, || {
+                workloads::load(db.as_ref(), pool, loaded, value_len)
+            })?;
+            if has(w) {
+                records.push(rec);
+            }
+            if has(Workload::ReadRandom) {
+                let r = Workload::ReadRandom;
+                let ops = r.ops(self.scale);
+                records.push(self.measure(r, db.as_ref(), &dir, || {
+                    workloads::read_random(db.as_ref(), pool, loaded, value_len, ops)
+                })?);
+            }
+            if has(Workload::Scan) {
+                let s = Workload::Scan;
+                let ops = s.ops(self.scale);
+                records.push(self.measure(s, db.as_ref(), &dir, || {
+                    workloads::scan(db.as_ref(), loaded, ops)
+                })?);
+            }
+            self.close(db, &dir)?;
+        }
+
+        for w in [Workload::Durable1, Workload::Durable32] {
+            if !has(w) {
+                continue;
+            }
+            let (db, dir) = self.open(w.name(), WriteMode::Durable)?;
+            let ops = w.ops(self.scale);
+            let threads = w.threads();
+            records.push(self.measure(w, db.as_ref(), &dir, || {
+                workloads::durable(db.as_ref(), pool, ops, threads)
+            })?);
+            workloads::verify_durable(db.as_ref(), pool, ops, threads)?;
+            self.close(db, &dir)?;
+        }
+        Ok(())
+    }
+
+    fn open(&self, name: &str, mode: WriteMode) -> Result<(Box<dyn Engine>, PathBuf)> {
+        let dir = self.dir.join(name);
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let db = self
+            .kind
+            .open(&dir, mode)
+            .with_context(|| format!("opening {}", self.kind.name()))?;
+        Ok((db, dir))
+    }
+
+    fn close(&self, db: Box<dyn Engine>, dir: &Path) -> Result<()> {
+        db.close()?;
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+    }
+
+    /// Runs one workload and turns it into a record: throughput and latency
+    /// from `run`, then (for writes) a settle, then bytes written over both
+    /// and the directory's size.
+    fn measure(
+        &self,
+        w: Workload,
+        db: &dyn Engine,
+        dir: &Path,
+        run: impl FnOnce() -> Result<Phase>,
+    ) -> Result<Record> {
+        eprint!("{:<8} {:<12} ... ", self.kind.name(), w.name());
+        let io_before = IoCounters::read()?;
+        let phase = run().with_context(|| format!("workload {}", w.name()))?;
+        let settle_start = Instant::now();
+        if w.value_len().is_some() {
+            db.settle()
+                .with_context(|| format!("settling after {}", w.name()))?;
+        }
+        let settle_secs = settle_start.elapsed().as_secs_f64();
+        let io = IoCounters::read()?.since(&io_before);
+        let size = dir_size(dir)?;
+
+        let elapsed_secs = phase.elapsed.as_secs_f64();
+        let user_bytes = w
+            .value_len()
+            .map_or(0, |len| workloads::user_bytes(phase.ops, len));
+        let rec = Record {
+            engine: self.kind.name().to_string(),
+            workload: w.name().to_string(),
+            ops_per_sec: phase.ops as f64 / elapsed_secs.max(1e-9),
+            p50_us: phase.latency.quantile_us(0.50),
+            p99_us: phase.latency.quantile_us(0.99),
+            disk_bytes: size.allocated_bytes,
+            bytes_written: io.write_bytes,
+            write_amp: (user_bytes > 0).then(|| io.write_bytes as f64 / user_bytes as f64),
+            ops: phase.ops,
+            threads: w.threads(),
+            latency_unit: w.latency_unit().to_string(),
+            elapsed_secs,
+            settle_secs,
+            apparent_bytes: size.apparent_bytes,
+            cancelled_write_bytes: io.cancelled_write_bytes,
+            user_bytes,
+        };
+        eprintln!(
+            "{:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  ({:.1}s + settle {:.1}s)",
+            rec.ops_per_sec, rec.p50_us, rec.p99_us, elapsed_secs, settle_secs
+        );
+        Ok(rec)
+    }
+}

@@ -1,0 +1,98 @@
+//! Flushing frozen memtables into L0 tables, and the compaction workers.
+
+use super::DbInner;
+use crate::levels::{compact_once, pick_compaction, table_meta};
+use crate::manifest::ManifestEdit;
+use crate::memtable::Memtable;
+use crate::table::TableBuilder;
+use crate::Result;
+use crossbeam_channel::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Body of the flush thread: flushes memtables in the order they froze.
+pub(crate) fn flush_loop(db: Arc<DbInner>, rx: Receiver<Arc<Memtable>>) {
+    while let Ok(m) = rx.recv() {
+        if let Err(e) = db.flush_memtable(&m) {
+            db.set_bg_error(format!("flush failed: {e}"));
+        }
+    }
+}
+
+/// Body of a compaction thread.
+pub(crate) fn compaction_loop(db: Arc<DbInner>) {
+    while !db.is_closing() {
+        if db.check_bg_error().is_err() {
+            db.wait_state_change(Duration::from_millis(200));
+            continue;
+        }
+        match pick_compaction(&db, false) {
+            Some(c) => {
+                if let Err(e) = compact_once(&db, c) {
+                    db.set_bg_error(format!("compaction failed: {e}"));
+                }
+            }
+            None => {
+                db.levels.collect_garbage(&*db.fs);
+                db.wait_state_change(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl DbInner {
+    /// Writes the oldest frozen memtable `m` to an L0 table and records it,
+    /// with the new value-log replay point, in the manifest.
+    pub(crate) fn flush_memtable(&self, m: &Arc<Memtable>) -> Result<()> {
+        {
+            let mem = self.mem.read();
+            debug_assert!(mem.immutables.front().is_some_and(|f| Arc::ptr_eq(f, m)));
+        }
+        let mut edits = Vec::new();
+        let mut table = None;
+        if !m.is_empty() {
+            let mut b = TableBuilder::new(self.table_options());
+            m.for_each(|k, v| b.add(k, v));
+            let t = self.write_table(b)?;
+            self.fs.sync_dir(&self.dir)?;
+            edits.push(ManifestEdit::AddTable(table_meta(&t, 0)));
+            table = Some(t);
+        }
+        // Values the table points at must be durable before the manifest
+        // makes the table (and the later replay start) official.
+        self.vlog.sync()?;
+        let (fid, offset) = m.vlog_end();
+        edits.push(ManifestEdit::VlogHead { fid, offset });
+        edits.push(ManifestEdit::NextFileId(self.next_file_id()));
+        edits.push(ManifestEdit::MaxVersion(m.max_version()));
+        self.manifest.lock().apply(&edits)?;
+        if let Some(t) = table {
+            self.levels.add_l0(t);
+        }
+        let popped = self.mem.write().immutables.pop_front();
+        debug_assert!(popped.is_some_and(|p| Arc::ptr_eq(&p, m)));
+        self.notify_state_change();
+        Ok(())
+    }
+
+    /// Runs compactions until no level needs one; with `force`, pushes
+    /// every table down to the last level. Used by `Db::compact`.
+    pub(crate) fn compact_all(&self, force: bool) -> Result<()> {
+        let mut rounds = 0u64;
+        loop {
+            self.check_bg_error()?;
+            match pick_compaction(self, force) {
+                Some(c) => compact_once(self, c)?,
+                None => {
+                    if self.levels.busy.lock().is_empty() {
+                        return Ok(());
+                    }
+                    // A background compaction holds tables we need.
+                    self.wait_state_change(Duration::from_millis(20));
+                }
+            }
+            rounds += 1;
+            debug_assert!(rounds < 1_000_000, "compaction does not converge");
+        }
+    }
+}

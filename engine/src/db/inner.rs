@@ -1,0 +1,281 @@
+//! Shared state of an open database and its recovery.
+
+use super::write::WriteRequest;
+use crate::format::{key_hash, key_with_version, ValueStruct, META_DELETE, META_VALUE_POINTER};
+use crate::fs::Fs;
+use crate::levels::{Levels, Version};
+use crate::manifest::Manifest;
+use crate::memtable::Memtable;
+use crate::options::Options;
+use crate::table::{BlockCache, Table, TableBuilder, TableOptions};
+use crate::txn::Oracle;
+use crate::vlog::ValueLog;
+use crate::{Error, Result};
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The memtables: one taking writes, older ones waiting to be flushed.
+#[derive(Debug)]
+pub(crate) struct MemState {
+    pub(crate) active: Arc<Memtable>,
+    /// Frozen memtables, oldest first.
+    pub(crate) immutables: VecDeque<Arc<Memtable>>,
+}
+
+impl MemState {
+    /// All memtables, newest first.
+    pub(crate) fn newest_first(&self) -> Vec<Arc<Memtable>> {
+        let mut v = Vec::with_capacity(1 + self.immutables.len());
+        v.push(self.active.clone());
+        v.extend(self.immutables.iter().rev().cloned());
+        v
+    }
+}
+
+/// Everything an open database shares between its handle, transactions
+/// and background threads.
+#[derive(Debug)]
+pub(crate) struct DbInner {
+    pub(crate) opts: Options,
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) dir: PathBuf,
+    _lock: Box<dyn Any + Send + Sync>,
+    pub(crate) manifest: Mutex<Manifest>,
+    pub(crate) vlog: ValueLog,
+    pub(crate) mem: RwLock<MemState>,
+    pub(crate) levels: Levels,
+    pub(crate) oracle: Oracle,
+    pub(crate) cache: Option<Arc<BlockCache>>,
+    next_file_id: AtomicU64,
+    pub(crate) write_tx: Mutex<Option<Sender<WriteRequest>>>,
+    pub(crate) flush_tx: Mutex<Option<Sender<Arc<Memtable>>>>,
+    state_lock: Mutex<()>,
+    state_cv: Condvar,
+    bg_error: Mutex<Option<String>>,
+    pub(crate) closing: AtomicBool,
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Name of table file `id`.
+pub(crate) fn table_name(id: u64) -> String {
+    format!("{id:06}.sst")
+}
+
+impl DbInner {
+    /// Opens (or creates) the database and replays the value log. No
+    /// background thread runs yet.
+    pub(crate) fn open(opts: Options) -> Result<DbInner> {
+        opts.validate()?;
+        let fs = opts.file_system();
+        let dir = opts.dir.clone();
+        fs.create_dir_all(&dir)?;
+        let lock = fs.lock(&dir.join("LOCK")).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked(dir.clone()),
+            _ => Error::Io(e),
+        })?;
+        let (manifest, state) = Manifest::open(fs.clone(), &dir)?;
+        let cache = (opts.block_cache_size > 0).then(|| Arc::new(BlockCache::new(opts.block_cache_size)));
+
+        let mut version = Version {
+            levels: vec![Vec::new(); opts.max_levels],
+        };
+        let mut max_version = state.max_version;
+        for meta in state.tables.values() {
+            let path = dir.join(table_name(meta.id));
+            let data = fs.read_all(&path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::corruption(&path, 0, "table listed in the manifest is missing"),
+                _ => Error::Io(e),
+            })?;
+            let table = Table::open(meta.id, path, data, cache.clone())?;
+            max_version = max_version.max(table.max_version());
+            let level = meta.level as usize;
+            if level >= version.levels.len() {
+                return Err(Error::InvalidOptions(format!(
+                    "database has tables at level {level}; open it with max_levels > {level}"
+                )));
+            }
+            version.levels[level].push(Arc::new(table));
+        }
+        version.levels[0].sort_by_key(|t| std::cmp::Reverse(t.id()));
+        for l in version.levels.iter_mut().skip(1) {
+            l.sort_by(|a, b| crate::format::compare_keys(a.smallest(), b.smallest()));
+        }
+        if let Some(bad) = version.check_invariants() {
+            return Err(Error::corruption(dir.join("MANIFEST"), 0, bad));
+        }
+        // Files a crash left behind: tables never recorded, temporaries.
+        for name in fs.list(&dir)? {
+            let stray_table = name
+                .strip_suffix(".sst")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|id| !state.tables.contains_key(&id));
+            if stray_table || name.ends_with(".tmp") && name != "MANIFEST.tmp" {
+                tracing::info!(file = %name, "removing file left by an interrupted operation");
+                fs.remove(&dir.join(&name))?;
+            }
+        }
+
+        let vlog = ValueLog::open(fs.clone(), &dir, opts.vlog_file_size)?;
+        let mem = Memtable::new(state.vlog_head);
+        let threshold = opts.value_threshold;
+        let mut replayed = 0u64;
+        let end = vlog.replay(state.vlog_head, |e, vp| {
+            let vs = if e.meta & META_DELETE != 0 {
+                ValueStruct {
+                    meta: META_DELETE,
+                    user_meta: e.user_meta,
+                    expires_at: e.expires_at,
+                    payload: Vec::new(),
+                }
+            } else if e.value.len() >= threshold {
+                ValueStruct {
+                    meta: META_VALUE_POINTER,
+                    user_meta: e.user_meta,
+                    expires_at: e.expires_at,
+                    payload: vp.encode(),
+                }
+            } else {
+                ValueStruct {
+                    meta: 0,
+                    user_meta: e.user_meta,
+                    expires_at: e.expires_at,
+                    payload: e.value,
+                }
+            };
+            max_version = max_version.max(e.version);
+            mem.insert(key_with_version(&e.key, e.version), vs.encode());
+            replayed += 1;
+        })?;
+        mem.set_vlog_end(end);
+        if replayed > 0 {
+            tracing::info!(entries = replayed, "replayed value log");
+        }
+        let next_file_id = state.next_file_id.max(state.tables.keys().max().map_or(1, |m| m + 1));
+
+        Ok(DbInner {
+            fs,
+            dir,
+            _lock: lock,
+            manifest: Mutex::new(manifest),
+            vlog,
+            mem: RwLock::new(MemState {
+                active: Arc::new(mem),
+                immutables: VecDeque::new(),
+            }),
+            levels: Levels::new(version),
+            oracle: Oracle::new(max_version),
+            cache,
+            next_file_id: AtomicU64::new(next_file_id),
+            write_tx: Mutex::new(None),
+            flush_tx: Mutex::new(None),
+            state_lock: Mutex::new(()),
+            state_cv: Condvar::new(),
+            bg_error: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            opts,
+        })
+    }
+
+    /// Table-building options from the database options.
+    pub(crate) fn table_options(&self) -> TableOptions {
+        TableOptions {
+            block_size: self.opts.block_size,
+            bloom_bits_per_key: self.opts.bloom_bits_per_key,
+            compression: self.opts.compression,
+        }
+    }
+
+    /// The next unused file number (without taking it).
+    pub(crate) fn next_file_id(&self) -> u64 {
+        self.next_file_id.load(Ordering::SeqCst)
+    }
+
+    /// Writes a finished table to a new file, syncs it and opens it. The
+    /// caller syncs the directory and records the table in the manifest.
+    pub(crate) fn write_table(&self, builder: TableBuilder) -> Result<Arc<Table>> {
+        let id = self.next_file_id.fetch_add(1, Ordering::SeqCst);
+        let path = self.dir.join(table_name(id));
+        let bytes = builder.finish();
+        let file = self.fs.create(&path)?;
+        file.append(&bytes)?;
+        file.sync()?;
+        drop(file);
+        let data = self.fs.read_all(&path)?;
+        Ok(Arc::new(Table::open(id, path, data, self.cache.clone())?))
+    }
+
+    /// The newest version of `key` visible at `read_ts`, tombstones
+    /// included: `(version, value)`.
+    pub(crate) fn get_at(&self, key: &[u8], read_ts: u64) -> Result<Option<(u64, ValueStruct)>> {
+        // Memtables before tables: a flush publishes its table before it
+        // retires the memtable, so this order never misses an entry.
+        let mems = self.mem.read().newest_first();
+        let decode = |ver: u64, raw: Vec<u8>| -> Result<Option<(u64, ValueStruct)>> {
+            let vs = ValueStruct::decode(&raw)
+                .ok_or_else(|| Error::corruption(&self.dir, 0, "undecodable value in the tree"))?;
+            Ok(Some((ver, vs)))
+        };
+        for m in &mems {
+            if let Some((ver, raw)) = m.get(key, read_ts) {
+                return decode(ver, raw);
+            }
+        }
+        let version = self.levels.current();
+        match version.get(key, key_hash(key), read_ts)? {
+            Some((ver, raw)) => decode(ver, raw),
+            None => Ok(None),
+        }
+    }
+
+    /// The value an LSM entry stands for, reading the value log if needed.
+    pub(crate) fn resolve_value(&self, vs: &ValueStruct) -> Result<Vec<u8>> {
+        match vs.pointer() {
+            Some(vp) => self.vlog.read_value(vp),
+            None => Ok(vs.payload.clone()),
+        }
+    }
+
+    /// Fails if a background error has put the database in a failed state.
+    pub(crate) fn check_bg_error(&self) -> Result<()> {
+        match &*self.bg_error.lock() {
+            Some(msg) => Err(Error::Poisoned(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a background failure; later writes are refused.
+    pub(crate) fn set_bg_error(&self, msg: String) {
+        tracing::error!(error = %msg, "background failure; refusing further writes");
+        let mut e = self.bg_error.lock();
+        if e.is_none() {
+            *e = Some(msg);
+        }
+        drop(e);
+        self.notify_state_change();
+    }
+
+    /// Wakes everyone waiting for flush or compaction progress.
+    pub(crate) fn notify_state_change(&self) {
+        let _g = self.state_lock.lock();
+        self.state_cv.notify_all();
+    }
+
+    /// Waits until notified or `timeout` passes.
+    pub(crate) fn wait_state_change(&self, timeout: Duration) {
+        let mut g = self.state_lock.lock();
+        self.state_cv.wait_for(&mut g, timeout);
+    }
+
+    /// True once close has begun.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,189 @@
+//! The commit path: one thread takes commits off a queue in timestamp
+//! order, writes each group of them to the value log with one append and
+//! at most one fsync (group commit), then applies them to the memtable and
+//! makes them visible.
+
+use super::DbInner;
+use crate::format::{key_with_version, ValuePointer, ValueStruct, META_DELETE, META_VALUE_POINTER};
+use crate::memtable::Memtable;
+use crate::vlog::{begin_record, encode_entry, finish_record, WriteEntry};
+use crate::{Error, Result};
+use crossbeam_channel::Receiver;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most commits written as one group.
+const MAX_GROUP_COMMITS: usize = 1024;
+/// Most bytes written as one group (a single larger commit still goes alone).
+const MAX_GROUP_BYTES: usize = 16 << 20;
+/// How long a writer waits per check when the tree is stalled.
+const STALL_WAIT: Duration = Duration::from_millis(50);
+
+/// One commit on its way to the log.
+pub(crate) struct WriteRequest {
+    /// The commit's writes, all at `commit_ts`.
+    pub(crate) entries: Vec<WriteEntry>,
+    /// Commit timestamp.
+    pub(crate) commit_ts: u64,
+    /// Wait for fsync even if `sync_writes` is off.
+    pub(crate) sync: bool,
+    /// Called once with the outcome.
+    pub(crate) done: Box<dyn FnOnce(Result<()>) + Send>,
+}
+
+impl std::fmt::Debug for WriteRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteRequest")
+            .field("entries", &self.entries.len())
+            .field("commit_ts", &self.commit_ts)
+            .finish()
+    }
+}
+
+fn encoded_size(r: &WriteRequest) -> usize {
+    r.entries.iter().map(|e| e.key.len() + e.value.len() + 32).sum::<usize>() + 16
+}
+
+/// Body of the commit thread; returns when every sender is gone.
+pub(crate) fn writer_loop(db: Arc<DbInner>, rx: Receiver<WriteRequest>) {
+    while let Ok(first) = rx.recv() {
+        let mut bytes = encoded_size(&first);
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_COMMITS && bytes < MAX_GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(r) => {
+                    bytes += encoded_size(&r);
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        match db.write_group(&group, bytes) {
+            Ok(()) => {
+                for r in group {
+                    (r.done)(Ok(()));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                db.set_bg_error(msg.clone());
+                let mut first = Some(e);
+                for r in group {
+                    (r.done)(Err(first.take().unwrap_or_else(|| Error::Poisoned(msg.clone()))));
+                }
+            }
+        }
+    }
+}
+
+impl DbInner {
+    fn write_group(&self, group: &[WriteRequest], size_hint: usize) -> Result<()> {
+        self.check_bg_error()?;
+        self.make_room()?;
+        // Requests without entries are control markers (see `Db::flush`).
+        let commits = || group.iter().filter(|r| !r.entries.is_empty());
+        debug_assert!(commits().zip(commits().skip(1)).all(|(a, b)| a.commit_ts < b.commit_ts));
+        let Some(last_ts) = commits().map(|r| r.commit_ts).last() else {
+            return Ok(());
+        };
+        let threshold = self.opts.value_threshold;
+        let n_entries: usize = group.iter().map(|r| r.entries.len()).sum();
+        let mut applied: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(n_entries);
+        let end = self.vlog.append_with(size_hint, |(fid, base)| {
+            let mut buf = Vec::with_capacity(size_hint);
+            for req in commits() {
+                let start = begin_record(&mut buf);
+                for e in &req.entries {
+                    debug_assert_eq!(e.version, req.commit_ts);
+                    let at = buf.len();
+                    let n = encode_entry(&mut buf, e);
+                    let vs = if e.meta & META_DELETE != 0 {
+                        ValueStruct {
+                            meta: META_DELETE,
+                            user_meta: e.user_meta,
+                            expires_at: e.expires_at,
+                            payload: Vec::new(),
+                        }
+                    } else if e.value.len() >= threshold {
+                        let vp = ValuePointer {
+                            fid,
+                            len: n as u32,
+                            offset: base + at as u64,
+                        };
+                        ValueStruct {
+                            meta: META_VALUE_POINTER,
+                            user_meta: e.user_meta,
+                            expires_at: e.expires_at,
+                            payload: vp.encode(),
+                        }
+                    } else {
+                        ValueStruct {
+                            meta: 0,
+                            user_meta: e.user_meta,
+                            expires_at: e.expires_at,
+                            payload: e.value.clone(),
+                        }
+                    };
+                    applied.push((key_with_version(&e.key, e.version), vs.encode()));
+                }
+                finish_record(&mut buf, start);
+            }
+            buf
+        })?;
+        if self.opts.sync_writes || group.iter().any(|r| r.sync) {
+            self.vlog.sync()?;
+        }
+        let mem = self.mem.read().active.clone();
+        for (k, v) in applied {
+            mem.insert(k, v);
+        }
+        mem.set_vlog_end(end);
+        self.oracle.set_visible(last_ts);
+        Ok(())
+    }
+
+    /// Before a group is written: slows or stops writers while L0 is too
+    /// deep, and freezes a full memtable, waiting while too many frozen
+    /// ones are queued for flush.
+    fn make_room(&self) -> Result<()> {
+        if self.opts.background_compaction {
+            loop {
+                let l0 = self.levels.current().levels[0].len();
+                if l0 < self.opts.l0_stall_trigger {
+                    if l0 >= self.opts.l0_slowdown_trigger {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    break;
+                }
+                self.check_bg_error()?;
+                tracing::debug!(l0, "writes stalled until L0 compaction catches up");
+                self.wait_state_change(STALL_WAIT);
+            }
+        }
+        if self.mem.read().active.size_bytes() < self.opts.memtable_size {
+            return Ok(());
+        }
+        while self.mem.read().immutables.len() >= self.opts.max_immutable_memtables {
+            self.check_bg_error()?;
+            self.wait_state_change(STALL_WAIT);
+        }
+        self.rotate_memtable();
+        Ok(())
+    }
+
+    /// Freezes the active memtable and queues it for flush. Called only by
+    /// the commit thread, or at close once that thread has stopped.
+    pub(crate) fn rotate_memtable(&self) {
+        let fresh = Arc::new(Memtable::new(self.vlog.position()));
+        let old = {
+            let mut m = self.mem.write();
+            let old = std::mem::replace(&mut m.active, fresh);
+            m.immutables.push_back(old.clone());
+            old
+        };
+        if let Some(tx) = &*self.flush_tx.lock() {
+            // The flush thread only stops after this sender is dropped.
+            let _ = tx.send(old);
+        }
+    }
+}

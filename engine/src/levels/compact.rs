@@ -1,0 +1,238 @@
+//! Leveled compaction: choosing what to compact and merging it.
+//!
+//! L0 is compacted into L1 when it holds `l0_compaction_trigger` tables
+//! (all L0 tables at once, since they overlap). A deeper level Ln is
+//! compacted when its size passes its target (`base_level_size ×
+//! multiplier^(n-1)`): one table, chosen round-robin over the key space,
+//! merged with the tables of Ln+1 it overlaps. A table with nothing to
+//! merge with is moved down without rewriting it.
+//!
+//! While merging, for each user key every version newer than the discard
+//! timestamp is kept; of the versions at or below it only the newest is
+//! kept, and that one too is dropped if it is a tombstone or has expired
+//! and no deeper level holds the key range.
+
+use super::Version;
+use crate::db::DbInner;
+use crate::format::{key_version, now_secs, user_key, ValueStruct};
+use crate::iter::{LevelIter, MergeIter, Source};
+use crate::manifest::{ManifestEdit, TableMeta};
+use crate::table::{Table, TableBuilder, TableIter};
+use crate::Result;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// One chosen compaction; its input tables are marked busy.
+#[derive(Debug)]
+pub(crate) struct Compaction {
+    /// Level the `top` tables come from.
+    pub(crate) level: usize,
+    /// Tables from `level` (L0: newest first).
+    pub(crate) top: Vec<Arc<Table>>,
+    /// Overlapping tables from `level + 1`, sorted.
+    pub(crate) bottom: Vec<Arc<Table>>,
+}
+
+impl Compaction {
+    fn ids(&self) -> HashSet<u64> {
+        self.top.iter().chain(&self.bottom).map(|t| t.id()).collect()
+    }
+
+    fn key_range(&self) -> (Vec<u8>, Vec<u8>) {
+        let all = || self.top.iter().chain(&self.bottom);
+        let lo = all().map(|t| user_key(t.smallest())).min().unwrap_or_default().to_vec();
+        let hi = all().map(|t| user_key(t.largest())).max().unwrap_or_default().to_vec();
+        (lo, hi)
+    }
+}
+
+/// Target size of level `l >= 1`.
+fn level_target(db: &DbInner, l: usize) -> u64 {
+    let o = &db.opts;
+    let mut t = o.base_level_size;
+    for _ in 1..l {
+        t = t.saturating_mul(o.level_size_multiplier);
+    }
+    t
+}
+
+/// Chooses the most urgent compaction and marks its tables busy. With
+/// `force`, any level that is not the last and holds tables qualifies
+/// (shallowest first): used to push all data down.
+pub(crate) fn pick_compaction(db: &DbInner, force: bool) -> Option<Compaction> {
+    let v = db.levels.current();
+    let last = v.levels.len() - 1;
+    let mut scores: Vec<(f64, usize)> = Vec::new();
+    scores.push((v.levels[0].len() as f64 / db.opts.l0_compaction_trigger as f64, 0));
+    for l in 1..last {
+        scores.push((v.level_bytes(l) as f64 / level_target(db, l) as f64, l));
+    }
+    if force {
+        scores = (0..last).filter(|&l| !v.levels[l].is_empty()).map(|l| (1.0, l)).collect();
+    } else {
+        scores.retain(|(s, _)| *s >= 1.0);
+        scores.sort_by(|a, b| b.0.total_cmp(&a.0));
+    }
+    let mut busy = db.levels.busy.lock();
+    for (_, l) in scores {
+        let c = if l == 0 { pick_l0(&v, &busy) } else { pick_level(db, &v, l, &busy) };
+        if let Some(c) = c {
+            busy.extend(c.ids());
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn pick_l0(v: &Version, busy: &HashSet<u64>) -> Option<Compaction> {
+    let top = v.levels[0].clone();
+    if top.is_empty() || top.iter().any(|t| busy.contains(&t.id())) {
+        return None;
+    }
+    let lo = top.iter().map(|t| user_key(t.smallest())).min()?;
+    let hi = top.iter().map(|t| user_key(t.largest())).max()?;
+    let bottom = v.overlapping(1, lo, hi);
+    if bottom.iter().any(|t| busy.contains(&t.id())) {
+        return None;
+    }
+    Some(Compaction { level: 0, top, bottom })
+}
+
+fn pick_level(db: &DbInner, v: &Version, l: usize, busy: &HashSet<u64>) -> Option<Compaction> {
+    let tables = &v.levels[l];
+    if tables.is_empty() {
+        return None;
+    }
+    let cursor = db.levels.cursor.lock()[l].clone();
+    let start = tables.partition_point(|t| user_key(t.smallest()) <= cursor.as_slice());
+    for i in (start..tables.len()).chain(0..start) {
+        let t = &tables[i];
+        if busy.contains(&t.id()) {
+            continue;
+        }
+        let bottom = v.overlapping(l + 1, user_key(t.smallest()), user_key(t.largest()));
+        if bottom.iter().any(|b| busy.contains(&b.id())) {
+            continue;
+        }
+        db.levels.cursor.lock()[l] = user_key(t.largest()).to_vec();
+        return Some(Compaction {
+            level: l,
+            top: vec![t.clone()],
+            bottom,
+        });
+    }
+    None
+}
+
+/// Runs `c` to completion and installs the result. The busy marks are
+/// cleared whether it succeeds or not.
+pub(crate) fn compact_once(db: &DbInner, c: Compaction) -> Result<()> {
+    let ids = c.ids();
+    let res = run(db, &c);
+    db.levels.busy.lock().retain(|id| !ids.contains(id));
+    db.levels.collect_garbage(&*db.fs);
+    db.notify_state_change();
+    res
+}
+
+fn run(db: &DbInner, c: &Compaction) -> Result<()> {
+    let out_level = c.level + 1;
+    let removed = c.ids();
+    if c.bottom.is_empty() && c.top.len() == 1 {
+        // Nothing to merge with: move the table down as it is.
+        let t = c.top[0].clone();
+        let mut meta = table_meta(&t, out_level);
+        meta.level = out_level as u32;
+        db.manifest
+            .lock()
+            .apply(&[ManifestEdit::DeleteTable { id: t.id() }, ManifestEdit::AddTable(meta)])?;
+        db.levels.replace(&removed, out_level, vec![t]);
+        tracing::debug!(level = c.level, "moved one table down");
+        return Ok(());
+    }
+
+    let discard_ts = db.oracle.discard_ts();
+    let (lo, hi) = c.key_range();
+    let v = db.levels.current();
+    let bottommost = (out_level + 1..v.levels.len()).all(|l| v.overlapping(l, &lo, &hi).is_empty());
+
+    let mut sources: Vec<Source> = c
+        .top
+        .iter()
+        .map(|t| Source::Table(TableIter::new(t.clone(), false)))
+        .collect();
+    if !c.bottom.is_empty() {
+        sources.push(Source::Level(LevelIter::new(c.bottom.clone(), false)));
+    }
+    let mut it = MergeIter::new(sources, false);
+    it.rewind()?;
+
+    let now = now_secs();
+    let mut outputs: Vec<TableBuilder> = Vec::new();
+    let mut builder = TableBuilder::new(db.table_options());
+    let mut cur_key: Option<Vec<u8>> = None;
+    let mut kept_old = false;
+    let mut dropped = 0u64;
+    while it.valid() {
+        let ik = it.key();
+        let uk = user_key(ik);
+        if cur_key.as_deref() != Some(uk) {
+            if builder.estimated_size() >= db.opts.table_size {
+                let full = std::mem::replace(&mut builder, TableBuilder::new(db.table_options()));
+                outputs.push(full);
+            }
+            cur_key = Some(uk.to_vec());
+            kept_old = false;
+        }
+        let keep = if key_version(ik) > discard_ts {
+            true
+        } else if kept_old {
+            false
+        } else {
+            kept_old = true;
+            let vs = ValueStruct::decode(it.value());
+            let gone = vs.as_ref().is_some_and(|v| v.is_deleted_or_expired(now));
+            !(gone && bottommost)
+        };
+        if keep {
+            builder.add(ik, it.value());
+        } else {
+            dropped += 1;
+        }
+        it.next()?;
+    }
+    if !builder.is_empty() {
+        outputs.push(builder);
+    }
+
+    let mut added = Vec::with_capacity(outputs.len());
+    for b in outputs {
+        added.push(db.write_table(b)?);
+    }
+    db.fs.sync_dir(&db.dir)?;
+    let mut edits: Vec<ManifestEdit> = removed.iter().map(|&id| ManifestEdit::DeleteTable { id }).collect();
+    edits.extend(added.iter().map(|t| ManifestEdit::AddTable(table_meta(t, out_level))));
+    edits.push(ManifestEdit::NextFileId(db.next_file_id()));
+    db.manifest.lock().apply(&edits)?;
+    tracing::debug!(
+        level = c.level,
+        inputs = removed.len(),
+        outputs = added.len(),
+        dropped,
+        "compaction done"
+    );
+    db.levels.replace(&removed, out_level, added);
+    Ok(())
+}
+
+/// The manifest record of table `t` at `level`.
+pub(crate) fn table_meta(t: &Table, level: usize) -> TableMeta {
+    TableMeta {
+        id: t.id(),
+        level: level as u32,
+        size: t.size(),
+        smallest: t.smallest().to_vec(),
+        largest: t.largest().to_vec(),
+        max_version: t.max_version(),
+    }
+}

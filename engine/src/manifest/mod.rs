@@ -1,0 +1,17 @@
+//! The manifest: the durable record of which table files form the LSM tree,
+//! where value-log replay starts, the file-number counter and the largest
+//! durable commit version. An append-only file of checksummed records, each
+//! one atomic batch of [`ManifestEdit`]s, rewritten as a snapshot when it
+//! grows. Byte layout: `docs/format-manifest.md`.
+
+mod edit;
+#[allow(clippy::module_inception)]
+mod manifest;
+mod record;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use edit::{ManifestEdit, TableMeta};
+pub(crate) use manifest::{Manifest, ManifestOptions, MANIFEST_FILE, MANIFEST_TMP_FILE};
+pub(crate) use state::ManifestState;

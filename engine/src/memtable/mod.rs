@@ -1,0 +1,5 @@
+//! The in-memory write buffer.
+
+mod table;
+
+pub(crate) use table::{Memtable, MemtableIter};

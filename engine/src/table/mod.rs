@@ -1,0 +1,27 @@
+//! Sorted string tables: immutable files of internal keys and values, with
+//! prefix-compressed blocks, a block index, a bloom filter over user keys and
+//! a checksummed footer. The byte layout is specified in
+//! `docs/format-table.md`.
+//!
+//! Thread-safety: a [`Table`] is immutable after [`Table::open`] and may be
+//! shared between threads as `Arc<Table>`; a [`TableIter`] belongs to one
+//! thread at a time; the [`BlockCache`] is shared by all tables of a database.
+
+mod block;
+mod bloom;
+mod builder;
+mod cache;
+mod codec;
+mod footer;
+mod index;
+mod iter;
+mod meta;
+mod reader;
+
+pub(crate) use builder::{TableBuilder, TableOptions};
+pub(crate) use cache::BlockCache;
+pub(crate) use iter::TableIter;
+pub(crate) use reader::Table;
+
+#[cfg(test)]
+mod tests;
