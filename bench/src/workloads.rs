@@ -1,4 +1,4 @@
-//! The workloads, exactly as `docs/BENCHMARKS.md` describes them.
+//! The workloads.
 //!
 //! | workload | what | latency sample |
 //! |---|---|---|

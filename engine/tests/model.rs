@@ -403,11 +403,11 @@ fn config(cases: u32) -> Config {
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(64))]
 
     /// In memory, background compaction on.
     #[test]
-    fn model_in_memory(ops in prop::collection::vec(op(), 1..160)) {
+    fn model_in_memory(ops in prop::collection::vec(op(), 1..250)) {
         let opts = Options {
             fs: Some(Arc::new(MemFs::new())),
             ..small(Options::in_memory())
@@ -417,11 +417,11 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(16))]
+    #![proptest_config(config(24))]
 
     /// Real files, compressed blocks, compaction only when asked for.
     #[test]
-    fn model_on_disk(ops in prop::collection::vec(op(), 1..160)) {
+    fn model_on_disk(ops in prop::collection::vec(op(), 1..250)) {
         let dir = tempfile::tempdir().unwrap();
         let opts = Options {
             compression: Compression::Zstd(1),
@@ -647,7 +647,16 @@ fn ttl_entries_expire() {
     let all = versions(&db.begin_read(), b"short");
     assert_eq!(all.len(), 1);
     assert!(all[0].2, "an expired version is reported as deleted or expired");
+    // Two overlapping tables, so that compaction merges rather than moves.
+    db.flush().unwrap();
+    db.update(|t| {
+        t.set(b"s".to_vec(), b"1".to_vec())?;
+        t.set(b"t".to_vec(), b"1".to_vec())
+    })
+    .unwrap();
+    db.flush().unwrap();
     db.compact().unwrap();
+    let want = vec![b"long".to_vec(), b"plain".to_vec(), b"s".to_vec(), b"t".to_vec()];
     assert_eq!(db.get(b"short").unwrap(), None);
     assert_eq!(live(&db), want);
     assert!(versions(&db.begin_read(), b"short").is_empty(), "compaction drops expired entries");

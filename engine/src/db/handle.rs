@@ -283,5 +283,6 @@ fn close_inner(inner: &Arc<DbInner>) -> Result<()> {
         result = inner.vlog.sync();
     }
     inner.levels.collect_garbage(&*inner.fs);
+    inner.dir_lock.lock().take();
     result
 }

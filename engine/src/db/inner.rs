@@ -46,7 +46,8 @@ pub(crate) struct DbInner {
     pub(crate) opts: Options,
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) dir: PathBuf,
-    _lock: Box<dyn Any + Send + Sync>,
+    /// The directory lock; released at close.
+    pub(crate) dir_lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
     pub(crate) manifest: Mutex<Manifest>,
     pub(crate) vlog: ValueLog,
     pub(crate) mem: RwLock<MemState>,
@@ -162,7 +163,7 @@ impl DbInner {
         Ok(DbInner {
             fs,
             dir,
-            _lock: lock,
+            dir_lock: Mutex::new(Some(lock)),
             manifest: Mutex::new(manifest),
             vlog,
             mem: RwLock::new(MemState {
@@ -186,11 +187,7 @@ impl DbInner {
 
     /// Table-building options from the database options.
     pub(crate) fn table_options(&self) -> TableOptions {
-        TableOptions {
-            block_size: self.opts.block_size,
-            bloom_bits_per_key: self.opts.bloom_bits_per_key,
-            compression: self.opts.compression,
-        }
+        TableOptions::from_options(&self.opts)
     }
 
     /// The next unused file number (without taking it).

@@ -83,7 +83,7 @@ impl DbInner {
         // Requests without entries are control markers (see `Db::flush`).
         let commits = || group.iter().filter(|r| !r.entries.is_empty());
         debug_assert!(commits().zip(commits().skip(1)).all(|(a, b)| a.commit_ts < b.commit_ts));
-        let Some(last_ts) = commits().map(|r| r.commit_ts).last() else {
+        let Some(last_ts) = commits().map(|r| r.commit_ts).max() else {
             return Ok(());
         };
         let threshold = self.opts.value_threshold;

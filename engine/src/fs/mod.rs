@@ -52,6 +52,7 @@ pub trait Fs: Send + Sync + Debug + 'static {
 /// An open file: positional reads, appends at the end, sync.
 ///
 /// Thread-safety: reads may run concurrently with one appender.
+#[allow(clippy::len_without_is_empty)]
 pub trait FsFile: Send + Sync + Debug {
     /// Fills `buf` from `offset`; `UnexpectedEof` if the file is shorter.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;

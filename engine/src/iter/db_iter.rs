@@ -148,6 +148,7 @@ impl<'a> Iter<'a> {
     }
 
     /// Moves to the next key (or version, with `all_versions`).
+    #[allow(clippy::should_implement_trait)] // a fallible cursor step, not `Iterator::next`
     pub fn next(&mut self) -> Result<()> {
         if self.item.is_none() {
             return Ok(());

@@ -60,6 +60,10 @@ fn level_target(db: &DbInner, l: usize) -> u64 {
 /// `force`, any level that is not the last and holds tables qualifies
 /// (shallowest first): used to push all data down.
 pub(crate) fn pick_compaction(db: &DbInner, force: bool) -> Option<Compaction> {
+    // Read the version under the busy lock: a finishing compaction installs
+    // its result and clears its marks under it, so a stale version can never
+    // offer tables that are already gone.
+    let mut busy = db.levels.busy.lock();
     let v = db.levels.current();
     let last = v.levels.len() - 1;
     let mut scores: Vec<(f64, usize)> = Vec::new();
@@ -73,15 +77,44 @@ pub(crate) fn pick_compaction(db: &DbInner, force: bool) -> Option<Compaction> {
         scores.retain(|(s, _)| *s >= 1.0);
         scores.sort_by(|a, b| b.0.total_cmp(&a.0));
     }
-    let mut busy = db.levels.busy.lock();
+    let mut running = db.levels.running.lock();
     for (_, l) in scores {
         let c = if l == 0 { pick_l0(&v, &busy) } else { pick_level(db, &v, l, &busy) };
         if let Some(c) = c {
+            let (lo, hi) = c.key_range();
+            let out = c.level + 1;
+            let clash = running
+                .iter()
+                .any(|(ol, rlo, rhi)| *ol == out && rlo.as_slice() <= hi.as_slice() && lo.as_slice() <= rhi.as_slice());
+            if clash {
+                continue;
+            }
             busy.extend(c.ids());
+            running.push((out, lo, hi));
             return Some(c);
         }
     }
     None
+}
+
+/// Clears the busy marks and output range of `c`, first installing its
+/// result (`added` at the output level) if it succeeded. One step under
+/// the busy lock, so pickers see either both or neither.
+fn finish(db: &DbInner, c: &Compaction, added: Option<Vec<Arc<Table>>>) {
+    let ids = c.ids();
+    let mut busy = db.levels.busy.lock();
+    if let Some(added) = added {
+        db.levels.replace(&ids, c.level + 1, added);
+    }
+    busy.retain(|id| !ids.contains(id));
+    let range = c.key_range();
+    let mut running = db.levels.running.lock();
+    if let Some(i) = running
+        .iter()
+        .position(|(ol, lo, hi)| *ol == c.level + 1 && (lo, hi) == (&range.0, &range.1))
+    {
+        running.swap_remove(i);
+    }
 }
 
 fn pick_l0(v: &Version, busy: &HashSet<u64>) -> Option<Compaction> {
@@ -127,9 +160,10 @@ fn pick_level(db: &DbInner, v: &Version, l: usize, busy: &HashSet<u64>) -> Optio
 /// Runs `c` to completion and installs the result. The busy marks are
 /// cleared whether it succeeds or not.
 pub(crate) fn compact_once(db: &DbInner, c: Compaction) -> Result<()> {
-    let ids = c.ids();
     let res = run(db, &c);
-    db.levels.busy.lock().retain(|id| !ids.contains(id));
+    if res.is_err() {
+        finish(db, &c, None);
+    }
     db.levels.collect_garbage(&*db.fs);
     db.notify_state_change();
     res
@@ -146,7 +180,7 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
         db.manifest
             .lock()
             .apply(&[ManifestEdit::DeleteTable { id: t.id() }, ManifestEdit::AddTable(meta)])?;
-        db.levels.replace(&removed, out_level, vec![t]);
+        finish(db, c, Some(vec![t]));
         tracing::debug!(level = c.level, "moved one table down");
         return Ok(());
     }
@@ -221,7 +255,7 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
         dropped,
         "compaction done"
     );
-    db.levels.replace(&removed, out_level, added);
+    finish(db, c, Some(added));
     Ok(())
 }
 

@@ -103,8 +103,14 @@ impl Version {
 #[derive(Debug)]
 pub(crate) struct Levels {
     current: RwLock<Arc<Version>>,
-    /// Tables that a running compaction is reading.
+    /// Tables that a running compaction is reading. Pickers read the
+    /// current version and compactions install theirs while holding this
+    /// lock, so the marks always agree with the version a picker sees.
     pub(crate) busy: Mutex<HashSet<u64>>,
+    /// Output level and user-key range of every running compaction; locked
+    /// only while `busy` is held. A new compaction whose output range meets
+    /// one of these at the same level would overlap tables not yet installed.
+    pub(crate) running: Mutex<Vec<(usize, Vec<u8>, Vec<u8>)>>,
     /// Tables no longer in the tree, waiting for their last reader.
     obsolete: Mutex<Vec<Arc<Table>>>,
     /// Per level, the largest key of the last table compacted out of it,
@@ -119,6 +125,7 @@ impl Levels {
         Levels {
             current: RwLock::new(Arc::new(version)),
             busy: Mutex::new(HashSet::new()),
+            running: Mutex::new(Vec::new()),
             obsolete: Mutex::new(Vec::new()),
             cursor: Mutex::new(vec![Vec::new(); n]),
         }

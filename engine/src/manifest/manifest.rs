@@ -275,21 +275,25 @@ impl Manifest {
     }
 
     /// The state after every applied edit.
+    #[cfg(test)]
     pub(crate) fn state(&self) -> &ManifestState {
         &self.state
     }
 
     /// Current file length in bytes (all of it synced).
+    #[cfg(test)]
     pub(crate) fn file_len(&self) -> u64 {
         self.len
     }
 
     /// Number of rewrites since open.
+    #[cfg(test)]
     pub(crate) fn rewrites(&self) -> u64 {
         self.rewrites
     }
 
     /// True once an I/O failure made the manifest refuse further edits.
+    #[cfg(test)]
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()
     }

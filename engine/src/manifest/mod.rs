@@ -13,5 +13,5 @@ mod state;
 mod tests;
 
 pub(crate) use edit::{ManifestEdit, TableMeta};
-pub(crate) use manifest::{Manifest, ManifestOptions, MANIFEST_FILE, MANIFEST_TMP_FILE};
-pub(crate) use state::ManifestState;
+pub(crate) use manifest::Manifest;
+

@@ -162,6 +162,7 @@ pub(crate) struct Replayed {
     /// Bytes of header and good records; the file should be cut here.
     pub(crate) good_len: u64,
     /// Number of good records.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) records: u64,
     /// Why the tail after `good_len` was dropped, if it was.
     pub(crate) torn: Option<String>,

@@ -2,10 +2,9 @@
 //! images at every file-system step, and injected I/O failures.
 
 use super::record::{encode_record, file_header};
-use super::{
-    Manifest, ManifestEdit, ManifestOptions, ManifestState, TableMeta, MANIFEST_FILE,
-    MANIFEST_TMP_FILE,
-};
+use super::manifest::{Manifest, ManifestOptions, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use super::state::ManifestState;
+use super::{ManifestEdit, TableMeta};
 use crate::fs::{FaultFs, FileBytes, Fs, FsFile, MemFs, PosixFs};
 use crate::Error;
 use parking_lot::Mutex;

@@ -5,7 +5,7 @@
 //! readers look up and iterate. Readers never see a half-applied commit
 //! because they read at a timestamp below any commit still being applied.
 
-use crate::format::{compare_keys, key_with_version, user_key, InternalKey};
+use crate::format::{key_with_version, user_key, InternalKey};
 use crossbeam_skiplist::SkipMap;
 use parking_lot::Mutex;
 use std::ops::Bound;
@@ -61,11 +61,6 @@ impl Memtable {
     /// Approximate bytes held.
     pub(crate) fn size_bytes(&self) -> usize {
         self.size_bytes.load(Ordering::Relaxed)
-    }
-
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
     }
 
     /// True if empty.
@@ -178,8 +173,10 @@ impl MemtableIter {
     }
 }
 
-/// Checks the memtable's order invariant (used by the integrity check).
-pub(crate) fn check_sorted(mem: &Memtable) -> bool {
+/// Checks the memtable's order invariant.
+#[cfg(test)]
+fn check_sorted(mem: &Memtable) -> bool {
+    use crate::format::compare_keys;
     let mut prev: Option<Vec<u8>> = None;
     let mut ok = true;
     mem.for_each(|k, _| {

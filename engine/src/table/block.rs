@@ -110,7 +110,8 @@ impl BlockBuilder {
         for &r in &self.restarts {
             self.buf.extend_from_slice(&r.to_le_bytes());
         }
-        self.buf.extend_from_slice(&offset_u32(self.restarts.len()).to_le_bytes());
+        self.buf
+            .extend_from_slice(&offset_u32(self.restarts.len()).to_le_bytes());
         debug_assert_eq!(self.buf.len(), expected);
         &self.buf
     }
@@ -208,8 +209,11 @@ impl Block {
     pub(crate) fn new(bytes: BlockBytes) -> BlockResult<Block> {
         let data = bytes.as_slice();
         let len = data.len();
-        let count_off = len.checked_sub(4).ok_or("block shorter than its restart count")?;
-        let num_restarts = get_u32(data, count_off).ok_or("block restart count unreadable")? as usize;
+        let count_off = len
+            .checked_sub(4)
+            .ok_or("block shorter than its restart count")?;
+        let num_restarts =
+            get_u32(data, count_off).ok_or("block restart count unreadable")? as usize;
         let restarts_off = num_restarts
             .checked_mul(4)
             .and_then(|n| count_off.checked_sub(n))
@@ -283,7 +287,9 @@ impl Block {
         let unshared = read_varint(data, &mut p)?;
         let value_len = read_varint(data, &mut p)?;
         let key_end = p.checked_add(unshared).ok_or("block entry key overflows")?;
-        let value_end = key_end.checked_add(value_len).ok_or("block entry value overflows")?;
+        let value_end = key_end
+            .checked_add(value_len)
+            .ok_or("block entry value overflows")?;
         if value_end > data.len() {
             return Err("block entry runs past the entry area");
         }
@@ -423,7 +429,11 @@ impl DecodedBlock {
 
     /// Key of entry `i`. Precondition: `i < len()`.
     pub(crate) fn key(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.entries[i - 1].key_end };
+        let start = if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].key_end
+        };
         &self.keys[start..self.entries[i].key_end]
     }
 
@@ -453,7 +463,10 @@ mod tests {
     use super::*;
     use crate::format::{key_version, key_with_version, user_key};
 
-    fn build(n: usize) -> (Vec<(Vec<u8>, Vec<u8>)>, Block) {
+    /// Entries as (key, value) pairs.
+    type Kvs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn build(n: usize) -> (Kvs, Block) {
         let mut b = BlockBuilder::new(RESTART_INTERVAL);
         let mut kvs = Vec::new();
         for i in 0..n {
@@ -496,12 +509,21 @@ mod tests {
             // A newer version of the same user key lands on the first entry
             // not below it.
             let before = key_with_version(user_key(k), key_version(k) + 1);
-            let expect = kvs.iter().find(|(x, _)| compare_keys(x, &before) != Ordering::Less).unwrap();
+            let expect = kvs
+                .iter()
+                .find(|(x, _)| compare_keys(x, &before) != Ordering::Less)
+                .unwrap();
             block.seek(&before, &mut key).unwrap().unwrap();
             assert_eq!(key, expect.0);
         }
-        assert!(block.seek(&key_with_version(b"zzz", 1), &mut key).unwrap().is_none());
-        block.seek(&key_with_version(b"a", 1), &mut key).unwrap().unwrap();
+        assert!(block
+            .seek(&key_with_version(b"zzz", 1), &mut key)
+            .unwrap()
+            .is_none());
+        block
+            .seek(&key_with_version(b"a", 1), &mut key)
+            .unwrap()
+            .unwrap();
         assert_eq!(key, kvs[0].0);
         let (_, empty) = build(0);
         assert!(empty.seek(&kvs[0].0, &mut key).unwrap().is_none());

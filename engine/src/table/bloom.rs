@@ -93,7 +93,9 @@ mod tests {
     use crate::format::key_hash;
 
     fn hashes(range: std::ops::Range<u32>) -> Vec<u64> {
-        range.map(|i| key_hash(format!("user-key-{i}").as_bytes())).collect()
+        range
+            .map(|i| key_hash(format!("user-key-{i}").as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -118,7 +120,10 @@ mod tests {
             let fp = probes.iter().filter(|&&h| may_contain(&f, h)).count();
             let rate = fp as f64 / probes.len() as f64;
             assert!(rate < max_rate, "bpk {bpk}: fp rate {rate}");
-            assert!(rate > max_rate / 20.0, "bpk {bpk}: fp rate {rate} suspiciously low");
+            assert!(
+                rate > max_rate / 20.0,
+                "bpk {bpk}: fp rate {rate} suspiciously low"
+            );
         }
     }
 

@@ -103,7 +103,8 @@ impl TableBuilder {
             separator(&self.last_key, ikey, &mut self.sep);
             self.index.add(&self.sep, &encode_value(handle));
         }
-        if self.opts.bloom_bits_per_key > 0 && (first || user_key(&self.last_key) != user_key(ikey)) {
+        if self.opts.bloom_bits_per_key > 0 && (first || user_key(&self.last_key) != user_key(ikey))
+        {
             self.hashes.push(key_hash(user_key(ikey)));
         }
         self.data.add(ikey, value);
@@ -137,13 +138,16 @@ impl TableBuilder {
         };
         let blocks = self.meta.data_blocks as usize + usize::from(!self.data.is_empty());
         let pending = usize::from(self.pending.is_some() || !self.data.is_empty());
-        let index = self.index.estimated_size() + pending * (self.last_key.len() + INDEX_VALUE_LEN + 3) + blocks / 4;
+        let index = self.index.estimated_size()
+            + pending * (self.last_key.len() + INDEX_VALUE_LEN + 3)
+            + blocks / 4;
         let filter = match (self.opts.bloom_bits_per_key, self.hashes.len()) {
             (0, _) | (_, 0) => 0,
             (bpk, n) => stored_len(bloom::encoded_len(n, bpk)),
         };
         let meta = 32 + self.meta.smallest.len() + self.last_key.len();
-        (self.out.len() + open_block + stored_len(index) + filter + stored_len(meta) + FOOTER_LEN) as u64
+        (self.out.len() + open_block + stored_len(index) + filter + stored_len(meta) + FOOTER_LEN)
+            as u64
     }
 
     /// Closes the open data block and writes it out.
@@ -167,7 +171,10 @@ impl TableBuilder {
         debug_assert_eq!(self.index.len() as u64, self.meta.data_blocks);
         let index = write_block(&mut self.out, self.index.finish(), self.compressor.as_mut());
         let filter = if self.opts.bloom_bits_per_key > 0 && !self.hashes.is_empty() {
-            let mut raw = Vec::with_capacity(bloom::encoded_len(self.hashes.len(), self.opts.bloom_bits_per_key));
+            let mut raw = Vec::with_capacity(bloom::encoded_len(
+                self.hashes.len(),
+                self.opts.bloom_bits_per_key,
+            ));
             bloom::build(&self.hashes, self.opts.bloom_bits_per_key, &mut raw);
             Some(write_block(&mut self.out, &raw, None))
         } else {
@@ -177,7 +184,12 @@ impl TableBuilder {
         let mut raw = Vec::new();
         self.meta.encode_into(&mut raw);
         let meta = write_block(&mut self.out, &raw, None);
-        Footer { index, filter, meta }.encode_into(&mut self.out);
+        Footer {
+            index,
+            filter,
+            meta,
+        }
+        .encode_into(&mut self.out);
         self.out
     }
 }
@@ -199,7 +211,10 @@ mod tests {
             assert!(b.is_empty());
             let empty_estimate = b.estimated_size();
             for i in 0..2000u32 {
-                b.add(&key_with_version(format!("k{i:06}").as_bytes(), 1), &[7u8; 40]);
+                b.add(
+                    &key_with_version(format!("k{i:06}").as_bytes(), 1),
+                    &[7u8; 40],
+                );
             }
             assert_eq!(b.key_count(), 2000);
             let est = b.estimated_size();
@@ -207,9 +222,17 @@ mod tests {
             let file = b.finish();
             // Compression shrinks the index and the open block below their
             // (uncompressed) estimates.
-            let slack = if compression == Compression::None { 11 } else { 13 };
+            let slack = if compression == Compression::None {
+                11
+            } else {
+                13
+            };
             let (lo, hi) = (file.len() as u64 * 9 / 10, file.len() as u64 * slack / 10);
-            assert!((lo..=hi).contains(&est), "{compression:?}: estimate {est} vs {}", file.len());
+            assert!(
+                (lo..=hi).contains(&est),
+                "{compression:?}: estimate {est} vs {}",
+                file.len()
+            );
         }
         let empty = TableBuilder::new(TableOptions {
             block_size: 4096,

@@ -110,7 +110,6 @@ impl BlockCache {
     pub(crate) fn used_bytes(&self) -> u64 {
         self.inner.weight()
     }
-
 }
 
 #[cfg(test)]
@@ -131,7 +130,11 @@ mod tests {
         for i in 0..1000u64 {
             cache.insert(1, i * 4096, block(4096));
         }
-        assert!(cache.used_bytes() <= 64 << 10, "used {}", cache.used_bytes());
+        assert!(
+            cache.used_bytes() <= 64 << 10,
+            "used {}",
+            cache.used_bytes()
+        );
         assert!(!cache.inner.is_empty());
         assert!(cache.inner.len() < 1000);
         let zero = BlockCache::new(0);

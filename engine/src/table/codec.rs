@@ -56,7 +56,8 @@ impl BlockCompressor {
     fn compress(&mut self, raw: &[u8]) -> Option<&[u8]> {
         let raw_len = u32::try_from(raw.len()).ok()?;
         self.frame.clear();
-        self.frame.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(raw.len()));
         self.zstd.compress_to_buffer(raw, &mut self.frame).ok()?;
         if self.frame.len() + 4 > raw.len() - raw.len() / 8 {
             return None;
@@ -70,7 +71,11 @@ impl BlockCompressor {
 
 /// Appends `raw` as a stored block to `out`, compressed when `compressor`
 /// is given and it pays off. Returns where the block went.
-pub(crate) fn write_block(out: &mut Vec<u8>, raw: &[u8], compressor: Option<&mut BlockCompressor>) -> BlockHandle {
+pub(crate) fn write_block(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    compressor: Option<&mut BlockCompressor>,
+) -> BlockHandle {
     let offset = out.len();
     let (payload, kind) = match compressor.and_then(|c| c.compress(raw)) {
         Some(p) => (p, COMPRESSION_ZSTD),
@@ -101,14 +106,23 @@ thread_local! {
 /// Reads the stored block at `handle` from `file`, verifying its checksum
 /// and decompressing it. Uncompressed blocks borrow the file unless
 /// `owned`. `what` names the block kind for error messages.
-pub(crate) fn read_block(path: &Path, file: &FileBytes, handle: BlockHandle, what: &str, owned: bool) -> Result<BlockBytes> {
+pub(crate) fn read_block(
+    path: &Path,
+    file: &FileBytes,
+    handle: BlockHandle,
+    what: &str,
+    owned: bool,
+) -> Result<BlockBytes> {
     let corrupt = |reason: String| Error::corruption(path, handle.offset, reason);
     let bytes = (**file).as_ref();
     let range = usize::try_from(handle.offset)
         .ok()
         .zip(usize::try_from(handle.len).ok())
         .and_then(|(o, l)| Some((o, o.checked_add(l)?)))
-        .filter(|&(_, end)| end.checked_add(BLOCK_TRAILER_LEN).is_some_and(|e| e <= bytes.len()));
+        .filter(|&(_, end)| {
+            end.checked_add(BLOCK_TRAILER_LEN)
+                .is_some_and(|e| e <= bytes.len())
+        });
     let Some((start, end)) = range else {
         return Err(corrupt(format!("{what} block lies outside the file")));
     };
@@ -127,7 +141,9 @@ pub(crate) fn read_block(path: &Path, file: &FileBytes, handle: BlockHandle, wha
         COMPRESSION_ZSTD => decompress(&bytes[start..end])
             .map(BlockBytes::Owned)
             .map_err(|e| corrupt(format!("{what} block: {e}"))),
-        k => Err(corrupt(format!("{what} block has unknown compression type {k}"))),
+        k => Err(corrupt(format!(
+            "{what} block has unknown compression type {k}"
+        ))),
     }
 }
 
@@ -144,10 +160,14 @@ fn decompress(payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
         let Some(d) = slot.as_mut() else {
             return Err("zstd context missing".to_string());
         };
-        d.decompress_to_buffer(frame, &mut out).map_err(|e| format!("zstd: {e}"))
+        d.decompress_to_buffer(frame, &mut out)
+            .map_err(|e| format!("zstd: {e}"))
     })?;
     if out.len() != raw_len {
-        return Err(format!("decompressed to {} bytes, expected {raw_len}", out.len()));
+        return Err(format!(
+            "decompressed to {} bytes, expected {raw_len}",
+            out.len()
+        ));
     }
     Ok(out)
 }
@@ -178,26 +198,55 @@ mod tests {
         let h1 = write_block(&mut out, &compressible, Some(&mut c));
         let h2 = write_block(&mut out, &random, Some(&mut c));
         let h3 = write_block(&mut out, b"plain", None);
-        assert!(h1.len < compressible.len() as u64 / 2, "compressible block stored raw");
-        assert_eq!(h2.len, random.len() as u64, "incompressible block compressed");
+        assert!(
+            h1.len < compressible.len() as u64 / 2,
+            "compressible block stored raw"
+        );
+        assert_eq!(
+            h2.len,
+            random.len() as u64,
+            "incompressible block compressed"
+        );
         assert_eq!(out[(h2.offset + h2.len) as usize], COMPRESSION_NONE);
         let f = file(out.clone());
         let p = Path::new("t");
         for owned in [false, true] {
-            assert_eq!(read_block(p, &f, h1, "data", owned).unwrap().as_slice(), &compressible[..]);
-            assert_eq!(read_block(p, &f, h2, "data", owned).unwrap().as_slice(), &random[..]);
-            assert_eq!(read_block(p, &f, h3, "data", owned).unwrap().as_slice(), b"plain");
+            assert_eq!(
+                read_block(p, &f, h1, "data", owned).unwrap().as_slice(),
+                &compressible[..]
+            );
+            assert_eq!(
+                read_block(p, &f, h2, "data", owned).unwrap().as_slice(),
+                &random[..]
+            );
+            assert_eq!(
+                read_block(p, &f, h3, "data", owned).unwrap().as_slice(),
+                b"plain"
+            );
         }
         for i in 3..out.len() {
             let mut bad = out.clone();
             bad[i] ^= 4;
             let f = file(bad);
-            let ok = [h1, h2, h3].iter().filter(|&&h| read_block(p, &f, h, "data", false).is_ok()).count();
+            let ok = [h1, h2, h3]
+                .iter()
+                .filter(|&&h| read_block(p, &f, h, "data", false).is_ok())
+                .count();
             assert_eq!(ok, 2, "flip at {i} went unnoticed");
         }
-        let outside = BlockHandle { offset: h3.offset, len: h3.len + 1 };
-        assert!(read_block(p, &f, outside, "data", false).unwrap_err().is_corruption());
-        let huge = BlockHandle { offset: u64::MAX - 2, len: 5 };
-        assert!(read_block(p, &f, huge, "data", false).unwrap_err().is_corruption());
+        let outside = BlockHandle {
+            offset: h3.offset,
+            len: h3.len + 1,
+        };
+        assert!(read_block(p, &f, outside, "data", false)
+            .unwrap_err()
+            .is_corruption());
+        let huge = BlockHandle {
+            offset: u64::MAX - 2,
+            len: 5,
+        };
+        assert!(read_block(p, &f, huge, "data", false)
+            .unwrap_err()
+            .is_corruption());
     }
 }

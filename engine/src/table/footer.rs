@@ -36,7 +36,9 @@ pub(crate) struct BlockHandle {
 impl BlockHandle {
     /// Offset one past the block's trailer, `None` on overflow.
     pub(crate) fn end(&self) -> Option<u64> {
-        self.offset.checked_add(self.len)?.checked_add(BLOCK_TRAILER_LEN as u64)
+        self.offset
+            .checked_add(self.len)?
+            .checked_add(BLOCK_TRAILER_LEN as u64)
     }
 }
 
@@ -78,7 +80,10 @@ impl Footer {
     /// problem.
     pub(crate) fn decode(b: &[u8]) -> Result<Footer, String> {
         if b.len() != FOOTER_LEN {
-            return Err(format!("footer is {} bytes, expected {FOOTER_LEN}", b.len()));
+            return Err(format!(
+                "footer is {} bytes, expected {FOOTER_LEN}",
+                b.len()
+            ));
         }
         let u64_at = |off| get_u64(b, off).unwrap_or(0);
         let magic = u64_at(56);
@@ -113,9 +118,18 @@ mod tests {
     #[test]
     fn round_trip_and_reject_any_flip() {
         let f = Footer {
-            index: BlockHandle { offset: 100, len: 20 },
-            filter: Some(BlockHandle { offset: 125, len: 9 }),
-            meta: BlockHandle { offset: 139, len: 40 },
+            index: BlockHandle {
+                offset: 100,
+                len: 20,
+            },
+            filter: Some(BlockHandle {
+                offset: 125,
+                len: 9,
+            }),
+            meta: BlockHandle {
+                offset: 139,
+                len: 40,
+            },
         };
         let mut b = Vec::new();
         f.encode_into(&mut b);

@@ -91,7 +91,10 @@ impl Index {
             if handle.offset != next_offset {
                 return Err("index handles leave a gap or overlap");
             }
-            next_offset = handle.end().filter(|&e| e <= data_end).ok_or("index handle past the data area")?;
+            next_offset = handle
+                .end()
+                .filter(|&e| e <= data_end)
+                .ok_or("index handle past the data area")?;
             if let Some(last) = index.entries.len().checked_sub(1) {
                 if compare_keys(index.key(last), &key) != Ordering::Less {
                     return Err("index keys out of order");
@@ -163,7 +166,11 @@ mod tests {
             assert_eq!(compare_keys(&out, &b), Ordering::Less);
             assert!(out.len() <= a.len());
         }
-        separator(&key_with_version(b"apple", 5), &key_with_version(b"cherry", 9), &mut out);
+        separator(
+            &key_with_version(b"apple", 5),
+            &key_with_version(b"cherry", 9),
+            &mut out,
+        );
         assert_eq!(out, key_with_version(b"b", u64::MAX));
     }
 }

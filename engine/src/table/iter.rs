@@ -162,7 +162,9 @@ impl TableIter {
         }
         let block = self.table.data_block(i)?;
         self.key.clear();
-        self.pos = block.decode_entry(0, &mut self.key).map_err(|r| self.table.corrupt_block(i, r))?;
+        self.pos = block
+            .decode_entry(0, &mut self.key)
+            .map_err(|r| self.table.corrupt_block(i, r))?;
         self.block = Some(block);
         self.block_idx = i;
         self.valid = true;
@@ -182,7 +184,9 @@ impl TableIter {
     fn enter_reverse(&mut self, i: usize) -> Result<()> {
         self.valid = false;
         let block = self.table.data_block(i)?;
-        block.decode_all(&mut self.decoded).map_err(|r| self.table.corrupt_block(i, r))?;
+        block
+            .decode_all(&mut self.decoded)
+            .map_err(|r| self.table.corrupt_block(i, r))?;
         if self.decoded.len() == 0 {
             return Err(self.table.corrupt_block(i, "empty data block"));
         }
@@ -199,7 +203,10 @@ impl TableIter {
             return Ok(());
         }
         let block = self.table.data_block(i)?;
-        match block.seek(ikey, &mut self.key).map_err(|r| self.table.corrupt_block(i, r))? {
+        match block
+            .seek(ikey, &mut self.key)
+            .map_err(|r| self.table.corrupt_block(i, r))?
+        {
             Some(pos) => {
                 self.pos = pos;
                 self.block = Some(block);
@@ -240,7 +247,9 @@ impl TableIter {
         };
         if self.pos.next < block.entries_end() {
             let i = self.block_idx;
-            self.pos = block.decode_entry(self.pos.next, &mut self.key).map_err(|r| self.table.corrupt_block(i, r))?;
+            self.pos = block
+                .decode_entry(self.pos.next, &mut self.key)
+                .map_err(|r| self.table.corrupt_block(i, r))?;
             Ok(())
         } else {
             self.enter_forward(self.block_idx + 1)

@@ -119,7 +119,12 @@ mod tests {
             ..m.clone()
         };
         assert!(swapped.check().is_err());
-        assert!(Meta { data_blocks: 0, ..m.clone() }.check().is_err());
+        assert!(Meta {
+            data_blocks: 0,
+            ..m.clone()
+        }
+        .check()
+        .is_err());
         let empty = Meta::default();
         let mut b = Vec::new();
         empty.encode_into(&mut b);

@@ -58,19 +58,26 @@ impl Table {
     /// Never panics on bad bytes; returns [`Error::Corruption`] instead.
     ///
     /// `id` must be unique among the tables sharing `cache`.
-    pub(crate) fn open(id: u64, path: PathBuf, data: FileBytes, cache: Option<Arc<BlockCache>>) -> Result<Table> {
+    pub(crate) fn open(
+        id: u64,
+        path: PathBuf,
+        data: FileBytes,
+        cache: Option<Arc<BlockCache>>,
+    ) -> Result<Table> {
         let bytes = (*data).as_ref();
         let corrupt = |offset: u64, reason: &str| Error::corruption(&path, offset, reason);
         let footer_off = bytes
             .len()
             .checked_sub(FOOTER_LEN)
             .ok_or_else(|| corrupt(0, "file shorter than a table footer"))?;
-        let footer = Footer::decode(&bytes[footer_off..]).map_err(|r| corrupt(footer_off as u64, &r))?;
+        let footer =
+            Footer::decode(&bytes[footer_off..]).map_err(|r| corrupt(footer_off as u64, &r))?;
         check_layout(&footer, footer_off as u64).map_err(|r| corrupt(footer_off as u64, r))?;
 
         let index_block = read_block(&path, &data, footer.index, "index", false)?;
         let index_block = Block::new(index_block).map_err(|r| corrupt(footer.index.offset, r))?;
-        let index = Index::decode(&index_block, footer.index.offset).map_err(|r| corrupt(footer.index.offset, r))?;
+        let index = Index::decode(&index_block, footer.index.offset)
+            .map_err(|r| corrupt(footer.index.offset, r))?;
 
         let filter = match footer.filter {
             Some(h) => {
@@ -82,7 +89,8 @@ impl Table {
         };
 
         let meta_block = read_block(&path, &data, footer.meta, "meta", false)?;
-        let meta = Meta::decode(meta_block.as_slice()).map_err(|r| corrupt(footer.meta.offset, r))?;
+        let meta =
+            Meta::decode(meta_block.as_slice()).map_err(|r| corrupt(footer.meta.offset, r))?;
         check_meta_against_index(&meta, &index).map_err(|r| corrupt(footer.meta.offset, r))?;
 
         Ok(Table {
@@ -155,7 +163,9 @@ impl Table {
         // between its last key and its separator) the next one.
         for i in self.index.find(seek)..self.index.len() {
             let block = self.data_block(i)?;
-            let found = block.seek(seek, &mut key).map_err(|r| self.corrupt_block(i, r))?;
+            let found = block
+                .seek(seek, &mut key)
+                .map_err(|r| self.corrupt_block(i, r))?;
             if let Some(pos) = found {
                 let value = block.value(&pos).to_vec();
                 return Ok(Some((key, value)));
@@ -176,7 +186,9 @@ impl Table {
         let mut max_version = 0u64;
         for i in 0..fresh.index.len() {
             let block = fresh.load_block(i, false)?;
-            block.decode_all(&mut decoded).map_err(|r| fresh.corrupt_block(i, r))?;
+            block
+                .decode_all(&mut decoded)
+                .map_err(|r| fresh.corrupt_block(i, r))?;
             for j in 0..decoded.len() {
                 let k = decoded.key(j);
                 let bad = |r: &str| Err(fresh.corrupt_block(i, r));
@@ -203,7 +215,10 @@ impl Table {
         }
         let meta_off = self.meta_offset();
         if count != fresh.meta.key_count {
-            return Err(self.corrupt(meta_off, &format!("{count} entries, meta says {}", fresh.meta.key_count)));
+            return Err(self.corrupt(
+                meta_off,
+                &format!("{count} entries, meta says {}", fresh.meta.key_count),
+            ));
         }
         if prev != fresh.meta.largest {
             return Err(self.corrupt(meta_off, "last key differs from the recorded largest key"));

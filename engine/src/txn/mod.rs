@@ -1,7 +1,7 @@
 //! Timestamps and transactions.
 
 mod oracle;
-mod txn;
+mod transaction;
 
 pub(crate) use oracle::Oracle;
-pub use txn::{Entry, Txn};
+pub use transaction::{Entry, Txn};

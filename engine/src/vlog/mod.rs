@@ -3,5 +3,5 @@
 mod entry;
 mod log;
 
-pub(crate) use entry::{encode_entry, DecodedEntry, WriteEntry};
+pub(crate) use entry::{encode_entry, WriteEntry};
 pub(crate) use log::{begin_record, finish_record, ValueLog};
