@@ -51,7 +51,8 @@ pub struct Record {
 pub const NOTES: &str = "\
 notes: latency per 1000-key batch for loads, per operation otherwise.
        bytes written = /proc/self/io write_bytes over workload + settle, whole process
-       (background threads included; counted when pages are dirtied); write amp = that / (keys + values).
+       (background threads included; counted when pages are dirtied; dirty pages of files deleted before
+       writeback are not subtracted: see cancelled_write_bytes in --json); write amp = that / (keys + values).
        disk = blocks allocated under the engine's directory after the workload and its settle.";
 
 fn mib(bytes: u64) -> String {
@@ -149,7 +150,12 @@ pub fn ratios_vs_rocksdb(records: &[Record]) -> String {
                 ratio(r.p50_us, base.p50_us),
                 ratio(r.p99_us, base.p99_us),
                 ratio(r.disk_bytes as f64, base.disk_bytes as f64),
-                ratio(r.bytes_written as f64, base.bytes_written as f64),
+                // Reads write only stray log bytes; a ratio of those is noise.
+                if r.write_amp.is_some() {
+                    ratio(r.bytes_written as f64, base.bytes_written as f64)
+                } else {
+                    "-".to_string()
+                },
             );
         }
     }

@@ -31,7 +31,9 @@ pub enum Error {
 
     /// A serializable transaction read a key that another transaction
     /// committed after this one started. Retry the transaction.
-    #[error("transaction conflict: a key read by this transaction was changed concurrently; retry")]
+    #[error(
+        "transaction conflict: a key read by this transaction was changed concurrently; retry"
+    )]
     Conflict,
 
     /// The transaction holds more writes than one commit may carry.

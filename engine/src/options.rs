@@ -138,7 +138,9 @@ impl Options {
             || self.l0_slowdown_trigger < self.l0_compaction_trigger
             || self.l0_stall_trigger <= self.l0_slowdown_trigger
         {
-            return bad("need 1 <= l0_compaction_trigger <= l0_slowdown_trigger < l0_stall_trigger");
+            return bad(
+                "need 1 <= l0_compaction_trigger <= l0_slowdown_trigger < l0_stall_trigger",
+            );
         }
         if self.level_size_multiplier < 2 {
             return bad("level_size_multiplier must be at least 2");

@@ -91,7 +91,9 @@ fn run_writer(db: &Db, writers: &[Writer], w: usize, txns: usize, seed: u64) {
     let me = &writers[w];
     for n in 0..txns {
         let count = rng.gen_range(1..=4);
-        let picked: BTreeSet<usize> = (0..count).map(|_| rng.gen_range(0..KEYS_PER_WRITER)).collect();
+        let picked: BTreeSet<usize> = (0..count)
+            .map(|_| rng.gen_range(0..KEYS_PER_WRITER))
+            .collect();
         let writes: Vec<_> = picked
             .into_iter()
             .map(|i| {
@@ -114,7 +116,10 @@ fn run_writer(db: &Db, writers: &[Writer], w: usize, txns: usize, seed: u64) {
         me.acked.fetch_add(1, Ordering::SeqCst);
 
         if w == 0 && rng.gen_range(0..40) == 0 {
-            let acked: Vec<usize> = writers.iter().map(|x| x.acked.load(Ordering::SeqCst)).collect();
+            let acked: Vec<usize> = writers
+                .iter()
+                .map(|x| x.acked.load(Ordering::SeqCst))
+                .collect();
             if rng.gen_range(0..4) == 0 {
                 db.compact().unwrap();
             } else {
@@ -129,7 +134,12 @@ fn run_writer(db: &Db, writers: &[Writer], w: usize, txns: usize, seed: u64) {
 
 /// Runs `n_writers` writers for `txns` transactions each while taking
 /// crash images; returns the images and the writers' full histories.
-fn workload(sync_writes: bool, n_writers: usize, txns: usize, seed: u64) -> (Vec<Image>, Vec<Vec<TxnRec>>) {
+fn workload(
+    sync_writes: bool,
+    n_writers: usize,
+    txns: usize,
+    seed: u64,
+) -> (Vec<Image>, Vec<Vec<TxnRec>>) {
     let fs = FaultFs::new();
     let db = Db::open(opts(&fs, sync_writes)).unwrap();
     let writers: Vec<Writer> = (0..n_writers).map(|_| Writer::default()).collect();
@@ -167,7 +177,10 @@ fn workload(sync_writes: bool, n_writers: usize, txns: usize, seed: u64) -> (Vec
                 })
                 .collect();
             let img = fs.crash();
-            let upper: Vec<usize> = writers.iter().map(|x| x.log.lock().unwrap().len()).collect();
+            let upper: Vec<usize> = writers
+                .iter()
+                .map(|x| x.log.lock().unwrap().len())
+                .collect();
             images.push(Image {
                 fs: img,
                 bounds: lower.into_iter().zip(upper).collect(),
@@ -175,8 +188,15 @@ fn workload(sync_writes: bool, n_writers: usize, txns: usize, seed: u64) -> (Vec
         }
     });
     // One more image of the quiet database, before and after close.
-    let all: Vec<(usize, usize)> = writers.iter().map(|x| (x.floor.load(Ordering::SeqCst), x.log.lock().unwrap().len())).collect();
-    let quiet: Vec<(usize, usize)> = if sync_writes { all.iter().map(|&(_, n)| (n, n)).collect() } else { all.clone() };
+    let all: Vec<(usize, usize)> = writers
+        .iter()
+        .map(|x| (x.floor.load(Ordering::SeqCst), x.log.lock().unwrap().len()))
+        .collect();
+    let quiet: Vec<(usize, usize)> = if sync_writes {
+        all.iter().map(|&(_, n)| (n, n)).collect()
+    } else {
+        all.clone()
+    };
     images.push(Image {
         fs: fs.crash(),
         bounds: quiet,
@@ -187,7 +207,10 @@ fn workload(sync_writes: bool, n_writers: usize, txns: usize, seed: u64) -> (Vec
         fs: fs.crash(),
         bounds: all.iter().map(|&(_, n)| (n, n)).collect(),
     });
-    let logs = writers.into_iter().map(|w| w.log.into_inner().unwrap()).collect();
+    let logs = writers
+        .into_iter()
+        .map(|w| w.log.into_inner().unwrap())
+        .collect();
     (images, logs)
 }
 
@@ -238,13 +261,19 @@ fn matching_prefixes(log: &[TxnRec], observed: &State, (lo, hi): (usize, usize))
 /// Opens `img`, checks it, and compares it with the writers' histories.
 /// Returns the database's contents.
 fn verify(img: &Image, logs: &[Vec<TxnRec>], sync_writes: bool, which: usize) -> State {
-    let db = Db::open(opts(&img.fs, sync_writes)).unwrap_or_else(|e| panic!("image {which}: open failed: {e}"));
-    db.check().unwrap_or_else(|e| panic!("image {which}: check failed: {e}"));
+    let db = Db::open(opts(&img.fs, sync_writes))
+        .unwrap_or_else(|e| panic!("image {which}: open failed: {e}"));
+    db.check()
+        .unwrap_or_else(|e| panic!("image {which}: check failed: {e}"));
     let all = dump(&db);
     let mut seen = 0;
     for (w, log) in logs.iter().enumerate() {
         let prefix = format!("w{w}/").into_bytes();
-        let observed: State = all.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let observed: State = all
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         seen += observed.len();
         let bounds = img.bounds[w];
         let found = matching_prefixes(log, &observed, bounds);
@@ -272,7 +301,11 @@ fn verify_recovery_of_recovered(img: &Image, before: &State, which: usize) {
     db.check().unwrap();
     let mut want = before.clone();
     want.insert(marker, b"m".to_vec());
-    assert_eq!(dump(&db), want, "image {which}: second recovery changed the data");
+    assert_eq!(
+        dump(&db),
+        want,
+        "image {which}: second recovery changed the data"
+    );
 }
 
 fn run(sync_writes: bool, n_writers: usize, txns: usize) {
@@ -286,7 +319,10 @@ fn run(sync_writes: bool, n_writers: usize, txns: usize) {
             verify_recovery_of_recovered(img, &state, i);
         }
     }
-    let windows: Vec<String> = images.iter().map(|i| format!("{:?}", i.bounds[0])).collect();
+    let windows: Vec<String> = images
+        .iter()
+        .map(|i| format!("{:?}", i.bounds[0]))
+        .collect();
     eprintln!(
         "{} crash images checked over {total} transactions; writer 0 windows: {}",
         images.len(),
@@ -308,15 +344,27 @@ fn unsynced_commits_leave_a_consistent_prefix() {
 fn prefix_checker_rejects_torn_and_lost_transactions() {
     let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
     let log = vec![
-        TxnRec { writes: vec![put("a", "1"), put("b", "1")] },
-        TxnRec { writes: vec![put("a", "2"), (b"b".to_vec(), None)] },
+        TxnRec {
+            writes: vec![put("a", "1"), put("b", "1")],
+        },
+        TxnRec {
+            writes: vec![put("a", "2"), (b"b".to_vec(), None)],
+        },
     ];
     let state = |kv: &[(&str, &str)]| -> State {
-        kv.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
     };
     assert_eq!(matching_prefixes(&log, &state(&[]), (0, 2)), vec![0]);
-    assert_eq!(matching_prefixes(&log, &state(&[("a", "1"), ("b", "1")]), (0, 2)), vec![1]);
-    assert_eq!(matching_prefixes(&log, &state(&[("a", "2")]), (0, 2)), vec![2]);
+    assert_eq!(
+        matching_prefixes(&log, &state(&[("a", "1"), ("b", "1")]), (0, 2)),
+        vec![1]
+    );
+    assert_eq!(
+        matching_prefixes(&log, &state(&[("a", "2")]), (0, 2)),
+        vec![2]
+    );
     // Lost acknowledged transaction, torn transaction, garbage value.
     assert!(matching_prefixes(&log, &state(&[("a", "1"), ("b", "1")]), (2, 2)).is_empty());
     assert!(matching_prefixes(&log, &state(&[("a", "2"), ("b", "1")]), (0, 2)).is_empty());

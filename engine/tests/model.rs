@@ -24,7 +24,12 @@ const LONG_TTL: Duration = Duration::from_secs(3600);
 
 fn key(i: u16) -> Vec<u8> {
     let i = i % KEY_SPACE;
-    format!("{}{:03}", PREFIXES[usize::from(i / KEYS_PER_PREFIX)], i % KEYS_PER_PREFIX).into_bytes()
+    format!(
+        "{}{:03}",
+        PREFIXES[usize::from(i / KEYS_PER_PREFIX)],
+        i % KEYS_PER_PREFIX
+    )
+    .into_bytes()
 }
 
 /// A value of `len` bytes that is unique per `seq` (for `len >= 9`).
@@ -53,14 +58,30 @@ struct Scan {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put { key: u16, len: usize, user_meta: u8, ttl: bool },
-    Delete { key: u16 },
+    Put {
+        key: u16,
+        len: usize,
+        user_meta: u8,
+        ttl: bool,
+    },
+    Delete {
+        key: u16,
+    },
     /// One transaction of several writes (`None` = delete), committed or
     /// discarded.
-    Txn { writes: Vec<(u16, Option<usize>)>, commit: bool },
+    Txn {
+        writes: Vec<(u16, Option<usize>)>,
+        commit: bool,
+    },
     /// `count` consecutive keys through a write batch.
-    Batch { start: u16, count: u16, len: usize },
-    Get { key: u16 },
+    Batch {
+        start: u16,
+        count: u16,
+        len: usize,
+    },
+    Get {
+        key: u16,
+    },
     Scan(Scan),
     Flush,
     Compact,
@@ -78,16 +99,22 @@ fn value_len() -> impl Strategy<Value = usize> {
 
 fn scan() -> impl Strategy<Value = Scan> {
     let k = || prop::option::weighted(0.3, 0..KEY_SPACE);
-    (any::<bool>(), 0..SCAN_PREFIXES.len(), k(), k(), k(), prop::bool::weighted(0.3)).prop_map(
-        |(reverse, p, lower, upper, seek, keys_only)| Scan {
+    (
+        any::<bool>(),
+        0..SCAN_PREFIXES.len(),
+        k(),
+        k(),
+        k(),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(reverse, p, lower, upper, seek, keys_only)| Scan {
             reverse,
             prefix: SCAN_PREFIXES[p],
             lower,
             upper,
             seek,
             keys_only,
-        },
-    )
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -171,22 +198,48 @@ fn check_scan(db: &Db, txn: &Txn, model: &Model, s: &Scan) {
     while it.valid() {
         let item = it.item();
         let stored = model.get(item.key()).unwrap_or_else(|| {
-            panic!("scan {s:?} returned {:?}, absent from the model", String::from_utf8_lossy(item.key()))
+            panic!(
+                "scan {s:?} returned {:?}, absent from the model",
+                String::from_utf8_lossy(item.key())
+            )
         });
         assert!(!item.is_deleted_or_expired());
-        assert_eq!(item.user_meta(), stored.user_meta, "user_meta of {:?}", item.key());
-        assert_eq!(item.expires_at() != 0, stored.has_ttl, "ttl of {:?}", item.key());
+        assert_eq!(
+            item.user_meta(),
+            stored.user_meta,
+            "user_meta of {:?}",
+            item.key()
+        );
+        assert_eq!(
+            item.expires_at() != 0,
+            stored.has_ttl,
+            "ttl of {:?}",
+            item.key()
+        );
         if !s.keys_only {
-            assert_eq!(item.value().unwrap(), stored.value, "value of {:?}", item.key());
+            assert_eq!(
+                item.value().unwrap(),
+                stored.value,
+                "value of {:?}",
+                item.key()
+            );
         }
         got.push(item.key().to_vec());
         it.next().unwrap();
         assert!(got.len() <= model.len(), "scan does not end");
     }
-    let show = |v: &[Vec<u8>]| v.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>();
+    let show = |v: &[Vec<u8>]| {
+        v.iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(show(&got), show(&expected_scan(model, s)), "scan {s:?}");
     if s.keys_only {
-        assert_eq!(db.stats().vlog_reads, reads_before, "keys-only scan read the value log");
+        assert_eq!(
+            db.stats().vlog_reads,
+            reads_before,
+            "keys-only scan read the value log"
+        );
     }
 }
 
@@ -210,7 +263,12 @@ fn check_all(db: &Db, model: &Model) {
         match (got, model.get(&k)) {
             (None, None) => {}
             (Some(item), Some(s)) => {
-                assert_eq!(item.value().unwrap(), s.value, "get {:?}", String::from_utf8_lossy(&k));
+                assert_eq!(
+                    item.value().unwrap(),
+                    s.value,
+                    "get {:?}",
+                    String::from_utf8_lossy(&k)
+                );
                 assert_eq!(item.user_meta(), s.user_meta);
             }
             (got, want) => panic!(
@@ -326,7 +384,10 @@ impl Harness {
                 self.db().compact().unwrap();
                 let per_level = self.db().stats().tables_per_level;
                 let (_last, upper) = per_level.split_last().unwrap();
-                assert!(upper.iter().all(|&n| n == 0), "compact left tables above the last level: {per_level:?}");
+                assert!(
+                    upper.iter().all(|&n| n == 0),
+                    "compact left tables above the last level: {per_level:?}"
+                );
                 check_all(self.db(), &self.model);
             }
             Op::Reopen => {
@@ -362,12 +423,21 @@ impl Harness {
         for &(k, _) in writes {
             let k = key(k);
             let got = txn.get(&k).unwrap().map(|i| i.value().unwrap());
-            assert_eq!(got.as_ref(), overlay.get(&k).map(|s| &s.value), "read-your-writes");
+            assert_eq!(
+                got.as_ref(),
+                overlay.get(&k).map(|s| &s.value),
+                "read-your-writes"
+            );
         }
         check_scan(self.db(), &txn, &overlay, &full_scan(false));
         check_scan(self.db(), &txn, &overlay, &full_scan(true));
         // Nothing is visible outside before the commit.
-        check_scan(self.db(), &self.db().begin_read(), &self.model, &full_scan(false));
+        check_scan(
+            self.db(),
+            &self.db().begin_read(),
+            &self.model,
+            &full_scan(false),
+        );
         if commit {
             txn.commit().unwrap();
             self.model = overlay;
@@ -541,7 +611,11 @@ fn versions(txn: &Txn, key: &[u8]) -> Vec<(u64, Vec<u8>, bool)> {
         let item = it.item();
         assert_eq!(item.key(), key);
         let deleted = item.is_deleted_or_expired();
-        let v = if deleted { Vec::new() } else { item.value().unwrap() };
+        let v = if deleted {
+            Vec::new()
+        } else {
+            item.value().unwrap()
+        };
         out.push((item.version(), v, deleted));
         it.next().unwrap();
     }
@@ -576,7 +650,10 @@ fn all_versions_kept_while_a_snapshot_holds_them() {
     ];
     let history = versions(&db.begin_read(), b"k");
     assert_eq!(values_of(&history), expect);
-    assert!(history.windows(2).all(|w| w[0].0 > w[1].0), "versions newest first");
+    assert!(
+        history.windows(2).all(|w| w[0].0 > w[1].0),
+        "versions newest first"
+    );
 
     // Reverse all-versions walks the same versions the other way round.
     let txn = db.begin_read();
@@ -598,9 +675,16 @@ fn all_versions_kept_while_a_snapshot_holds_them() {
     assert_eq!(rev, fwd);
 
     db.compact().unwrap();
-    assert_eq!(versions(&db.begin_read(), b"k"), history, "compaction dropped versions a snapshot needs");
+    assert_eq!(
+        versions(&db.begin_read(), b"k"),
+        history,
+        "compaction dropped versions a snapshot needs"
+    );
     assert_eq!(old.get(b"k").unwrap().unwrap().value().unwrap(), b"v1");
-    assert_eq!(values_of(&versions(&old, b"k")), vec![(b"v1".to_vec(), false)]);
+    assert_eq!(
+        values_of(&versions(&old, b"k")),
+        vec![(b"v1".to_vec(), false)]
+    );
 
     // Without the snapshot, a compaction that merges the key keeps only
     // the newest version.
@@ -609,7 +693,11 @@ fn all_versions_kept_while_a_snapshot_holds_them() {
     db.flush().unwrap();
     db.compact().unwrap();
     let after = versions(&db.begin_read(), b"k");
-    assert_eq!(values_of(&after), vec![(b"v5".to_vec(), false)], "old versions survive compaction");
+    assert_eq!(
+        values_of(&after),
+        vec![(b"v5".to_vec(), false)],
+        "old versions survive compaction"
+    );
     db.check().unwrap();
 }
 
@@ -619,7 +707,9 @@ fn ttl_entries_expire() {
     let big = vec![1u8; 500];
     db.update(|t| {
         t.set_entry(Entry::new(b"short".to_vec(), b"s".to_vec()).with_ttl(Duration::from_secs(1)))?;
-        t.set_entry(Entry::new(b"short-big".to_vec(), big.clone()).with_ttl(Duration::from_secs(1)))?;
+        t.set_entry(
+            Entry::new(b"short-big".to_vec(), big.clone()).with_ttl(Duration::from_secs(1)),
+        )?;
         t.set_entry(Entry::new(b"long".to_vec(), b"l".to_vec()).with_ttl(LONG_TTL))?;
         t.set(b"plain".to_vec(), b"p".to_vec())
     })
@@ -646,7 +736,10 @@ fn ttl_entries_expire() {
     assert_eq!(live(&db), want);
     let all = versions(&db.begin_read(), b"short");
     assert_eq!(all.len(), 1);
-    assert!(all[0].2, "an expired version is reported as deleted or expired");
+    assert!(
+        all[0].2,
+        "an expired version is reported as deleted or expired"
+    );
     // Two overlapping tables, so that compaction merges rather than moves.
     db.flush().unwrap();
     db.update(|t| {
@@ -656,9 +749,17 @@ fn ttl_entries_expire() {
     .unwrap();
     db.flush().unwrap();
     db.compact().unwrap();
-    let want = vec![b"long".to_vec(), b"plain".to_vec(), b"s".to_vec(), b"t".to_vec()];
+    let want = vec![
+        b"long".to_vec(),
+        b"plain".to_vec(),
+        b"s".to_vec(),
+        b"t".to_vec(),
+    ];
     assert_eq!(db.get(b"short").unwrap(), None);
     assert_eq!(live(&db), want);
-    assert!(versions(&db.begin_read(), b"short").is_empty(), "compaction drops expired entries");
+    assert!(
+        versions(&db.begin_read(), b"short").is_empty(),
+        "compaction drops expired entries"
+    );
     db.check().unwrap();
 }

@@ -1,7 +1,7 @@
 //! Flushing frozen memtables into L0 tables, and the compaction workers.
 
 use super::DbInner;
-use crate::levels::{compact_once, pick_compaction, table_meta};
+use crate::levels::{compact_once, pick_bottom_rewrite, pick_compaction, table_meta};
 use crate::manifest::ManifestEdit;
 use crate::memtable::Memtable;
 use crate::table::TableBuilder;
@@ -75,8 +75,36 @@ impl DbInner {
         Ok(())
     }
 
+    /// Pushes every table down to the last level, then rewrites each
+    /// last-level table once so that nothing invisible to every snapshot
+    /// survives. Used by `Db::compact`.
+    pub(crate) fn compact_fully(&self) -> Result<()> {
+        self.compact_all(true)?;
+        let v = self.levels.current();
+        let ids: Vec<u64> = v.levels[v.levels.len() - 1]
+            .iter()
+            .map(|t| t.id())
+            .collect();
+        drop(v);
+        for id in ids {
+            loop {
+                self.check_bg_error()?;
+                if let Some(c) = pick_bottom_rewrite(self, id) {
+                    compact_once(self, c)?;
+                    break;
+                }
+                let v = self.levels.current();
+                if !v.levels[v.levels.len() - 1].iter().any(|t| t.id() == id) {
+                    break; // a background compaction already replaced it
+                }
+                self.wait_state_change(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs compactions until no level needs one; with `force`, pushes
-    /// every table down to the last level. Used by `Db::compact`.
+    /// every table down to the last level.
     pub(crate) fn compact_all(&self, force: bool) -> Result<()> {
         let mut rounds = 0u64;
         loop {

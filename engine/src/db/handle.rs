@@ -41,6 +41,8 @@ pub struct Stats {
     pub tables_per_level: Vec<usize>,
     /// Table bytes per level.
     pub bytes_per_level: Vec<u64>,
+    /// Entries (all versions and tombstones) stored in tables.
+    pub table_entries: u64,
     /// Bytes in value-log files.
     pub vlog_bytes: u64,
     /// Values read from the value log since open.
@@ -72,18 +74,27 @@ impl Db {
         *inner.write_tx.lock() = Some(wtx);
         *inner.flush_tx.lock() = Some(ftx);
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(name.to_string()).spawn(f).map_err(Error::Io)
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(f)
+                .map_err(Error::Io)
         };
         let mut threads = Vec::new();
         {
             let db = inner.clone();
-            threads.push(spawn("sett-commit", Box::new(move || writer_loop(db, wrx)))?);
+            threads.push(spawn(
+                "sett-commit",
+                Box::new(move || writer_loop(db, wrx)),
+            )?);
             let db = inner.clone();
             threads.push(spawn("sett-flush", Box::new(move || flush_loop(db, frx)))?);
             if inner.opts.background_compaction {
                 for i in 0..inner.opts.compaction_threads.max(1) {
                     let db = inner.clone();
-                    threads.push(spawn(&format!("sett-compact-{i}"), Box::new(move || compaction_loop(db)))?);
+                    threads.push(spawn(
+                        &format!("sett-compact-{i}"),
+                        Box::new(move || compaction_loop(db)),
+                    )?);
                 }
             }
         }
@@ -99,8 +110,8 @@ impl Db {
     }
 
     /// Flushes everything to tables, stops background work and releases
-    /// the directory lock once the last handle is gone. Further calls on
-    /// any clone fail with [`Error::Closed`].
+    /// the directory lock. Further calls on any clone (and on transactions
+    /// begun before) fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
         close_inner(&self.inner)
     }
@@ -180,7 +191,8 @@ impl Db {
         rx.recv().unwrap_or(Err(Error::Closed))?;
         while !self.inner.mem.read().immutables.is_empty() {
             self.inner.check_bg_error()?;
-            self.inner.wait_state_change(std::time::Duration::from_millis(10));
+            self.inner
+                .wait_state_change(std::time::Duration::from_millis(10));
         }
         Ok(())
     }
@@ -189,7 +201,7 @@ impl Db {
     /// dropping every version no snapshot can see.
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        self.inner.compact_all(true)
+        self.inner.compact_fully()
     }
 
     /// Waits until no level needs compaction.
@@ -204,6 +216,7 @@ impl Db {
         Stats {
             tables_per_level: v.levels.iter().map(Vec::len).collect(),
             bytes_per_level: (0..v.levels.len()).map(|l| v.level_bytes(l)).collect(),
+            table_entries: v.levels.iter().flatten().map(|t| t.key_count()).sum(),
             vlog_bytes: self.inner.vlog.size_bytes(),
             vlog_reads: self.inner.vlog.reads(),
             immutable_memtables: self.inner.mem.read().immutables.len(),
@@ -236,9 +249,14 @@ impl Db {
         while it.valid() {
             let item = it.item();
             if let Some((pk, pv)) = &prev {
-                let ordered = pk.as_slice() < item.key() || (pk.as_slice() == item.key() && *pv > item.version());
+                let ordered = pk.as_slice() < item.key()
+                    || (pk.as_slice() == item.key() && *pv > item.version());
                 if !ordered {
-                    return Err(Error::corruption(&self.inner.dir, 0, "entries out of order"));
+                    return Err(Error::corruption(
+                        &self.inner.dir,
+                        0,
+                        "entries out of order",
+                    ));
                 }
             }
             prev = Some((item.key().to_vec(), item.version()));

@@ -82,7 +82,8 @@ impl DbInner {
             _ => Error::Io(e),
         })?;
         let (manifest, state) = Manifest::open(fs.clone(), &dir)?;
-        let cache = (opts.block_cache_size > 0).then(|| Arc::new(BlockCache::new(opts.block_cache_size)));
+        let cache =
+            (opts.block_cache_size > 0).then(|| Arc::new(BlockCache::new(opts.block_cache_size)));
 
         let mut version = Version {
             levels: vec![Vec::new(); opts.max_levels],
@@ -91,7 +92,9 @@ impl DbInner {
         for meta in state.tables.values() {
             let path = dir.join(table_name(meta.id));
             let data = fs.read_all(&path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::corruption(&path, 0, "table listed in the manifest is missing"),
+                std::io::ErrorKind::NotFound => {
+                    Error::corruption(&path, 0, "table listed in the manifest is missing")
+                }
                 _ => Error::Io(e),
             })?;
             let table = Table::open(meta.id, path, data, cache.clone())?;
@@ -158,7 +161,9 @@ impl DbInner {
         if replayed > 0 {
             tracing::info!(entries = replayed, "replayed value log");
         }
-        let next_file_id = state.next_file_id.max(state.tables.keys().max().map_or(1, |m| m + 1));
+        let next_file_id = state
+            .next_file_id
+            .max(state.tables.keys().max().map_or(1, |m| m + 1));
 
         Ok(DbInner {
             fs,

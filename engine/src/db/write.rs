@@ -41,7 +41,11 @@ impl std::fmt::Debug for WriteRequest {
 }
 
 fn encoded_size(r: &WriteRequest) -> usize {
-    r.entries.iter().map(|e| e.key.len() + e.value.len() + 32).sum::<usize>() + 16
+    r.entries
+        .iter()
+        .map(|e| e.key.len() + e.value.len() + 32)
+        .sum::<usize>()
+        + 16
 }
 
 /// Body of the commit thread; returns when every sender is gone.
@@ -69,7 +73,9 @@ pub(crate) fn writer_loop(db: Arc<DbInner>, rx: Receiver<WriteRequest>) {
                 db.set_bg_error(msg.clone());
                 let mut first = Some(e);
                 for r in group {
-                    (r.done)(Err(first.take().unwrap_or_else(|| Error::Poisoned(msg.clone()))));
+                    (r.done)(Err(first
+                        .take()
+                        .unwrap_or_else(|| Error::Poisoned(msg.clone()))));
                 }
             }
         }
@@ -82,7 +88,9 @@ impl DbInner {
         self.make_room()?;
         // Requests without entries are control markers (see `Db::flush`).
         let commits = || group.iter().filter(|r| !r.entries.is_empty());
-        debug_assert!(commits().zip(commits().skip(1)).all(|(a, b)| a.commit_ts < b.commit_ts));
+        debug_assert!(commits()
+            .zip(commits().skip(1))
+            .all(|(a, b)| a.commit_ts < b.commit_ts));
         let Some(last_ts) = commits().map(|r| r.commit_ts).max() else {
             return Ok(());
         };

@@ -133,7 +133,11 @@ mod tests {
 
     #[test]
     fn value_struct_round_trip() {
-        let vp = ValuePointer { fid: 3, len: 99, offset: 1 << 40 };
+        let vp = ValuePointer {
+            fid: 3,
+            len: 99,
+            offset: 1 << 40,
+        };
         let v = ValueStruct {
             meta: META_VALUE_POINTER,
             user_meta: 7,

@@ -51,7 +51,10 @@ impl Drop for LockGuard {
 }
 
 fn not_found(p: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", p.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", p.display()),
+    )
 }
 
 impl MemFs {
@@ -92,7 +95,10 @@ impl MemFs {
 impl Fs for MemFs {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
         let node = Arc::new(Node::default());
-        self.state.lock().live.insert(path.to_path_buf(), node.clone());
+        self.state
+            .lock()
+            .live
+            .insert(path.to_path_buf(), node.clone());
         Ok(Arc::new(MemFile {
             node,
             path: path.to_path_buf(),
@@ -100,7 +106,13 @@ impl Fs for MemFs {
     }
 
     fn open(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
-        let node = self.state.lock().live.get(path).cloned().ok_or_else(|| not_found(path))?;
+        let node = self
+            .state
+            .lock()
+            .live
+            .get(path)
+            .cloned()
+            .ok_or_else(|| not_found(path))?;
         Ok(Arc::new(MemFile {
             node,
             path: path.to_path_buf(),
@@ -108,7 +120,13 @@ impl Fs for MemFs {
     }
 
     fn read_all(&self, path: &Path) -> io::Result<FileBytes> {
-        let node = self.state.lock().live.get(path).cloned().ok_or_else(|| not_found(path))?;
+        let node = self
+            .state
+            .lock()
+            .live
+            .get(path)
+            .cloned()
+            .ok_or_else(|| not_found(path))?;
         let data = node.data.read().clone();
         Ok(Arc::new(data))
     }
@@ -121,7 +139,12 @@ impl Fs for MemFs {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        self.state.lock().live.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        self.state
+            .lock()
+            .live
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -160,7 +183,10 @@ impl Fs for MemFs {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
         let mut locks = self.locks.lock();
         if !locks.insert(path.to_path_buf()) {
-            return Err(io::Error::new(io::ErrorKind::WouldBlock, "lock held elsewhere"));
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "lock held elsewhere",
+            ));
         }
         Ok(Box::new(LockGuard {
             locks: self.locks.clone(),
@@ -173,7 +199,9 @@ impl FsFile for MemFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let data = self.node.data.read();
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
-        let end = start.checked_add(buf.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
+        let end = start
+            .checked_add(buf.len())
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
         let src = data.get(start..end).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.copy_from_slice(src);
         Ok(())
@@ -235,7 +263,10 @@ mod tests {
     fn lock_is_exclusive() {
         let fs = MemFs::new();
         let g = fs.lock(Path::new("/LOCK")).unwrap();
-        assert_eq!(fs.lock(Path::new("/LOCK")).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            fs.lock(Path::new("/LOCK")).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         drop(g);
         fs.lock(Path::new("/LOCK")).unwrap();
     }

@@ -166,7 +166,9 @@ impl<'a> Iter<'a> {
 
     /// The current item. Panics if not [`Iter::valid`].
     pub fn item(&self) -> &Item {
-        self.item.as_ref().expect("Iter::item called on an invalid iterator")
+        self.item
+            .as_ref()
+            .expect("Iter::item called on an invalid iterator")
     }
 
     fn below_lower(&self, uk: &[u8]) -> bool {
@@ -178,8 +180,9 @@ impl<'a> Iter<'a> {
     }
 
     fn make_item(&self, key: Vec<u8>, version: u64, raw: &[u8]) -> Result<Item> {
-        let vs = ValueStruct::decode(raw)
-            .ok_or_else(|| Error::corruption(&self.txn.inner().dir, 0, "undecodable value in the tree"))?;
+        let vs = ValueStruct::decode(raw).ok_or_else(|| {
+            Error::corruption(&self.txn.inner().dir, 0, "undecodable value in the tree")
+        })?;
         Ok(Item {
             key,
             version,
@@ -192,7 +195,11 @@ impl<'a> Iter<'a> {
     fn settle(&mut self) -> Result<()> {
         self.item = None;
         self.on_item = false;
-        let item = if self.opts.reverse { self.settle_reverse()? } else { self.settle_forward()? };
+        let item = if self.opts.reverse {
+            self.settle_reverse()?
+        } else {
+            self.settle_forward()?
+        };
         if let Some(it) = &item {
             self.txn.record_read(it.key());
         }
@@ -236,7 +243,9 @@ impl<'a> Iter<'a> {
             if self.below_lower(uk) {
                 return Ok(None);
             }
-            if self.at_or_above_upper(uk) || (self.opts.all_versions && key_version(ik) > self.read_ts) {
+            if self.at_or_above_upper(uk)
+                || (self.opts.all_versions && key_version(ik) > self.read_ts)
+            {
                 self.merge.next()?;
                 continue;
             }

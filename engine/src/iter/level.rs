@@ -28,7 +28,8 @@ impl LevelIter {
 
     fn open(&mut self, idx: usize) -> &mut TableIter {
         self.idx = idx;
-        self.cur.insert(TableIter::new(self.tables[idx].clone(), self.reverse))
+        self.cur
+            .insert(TableIter::new(self.tables[idx].clone(), self.reverse))
     }
 
     /// Moves to neighbouring tables while the current one is exhausted.
@@ -37,7 +38,11 @@ impl LevelIter {
             if it.valid() {
                 return Ok(());
             }
-            let next = if self.reverse { self.idx.checked_sub(1) } else { Some(self.idx + 1) };
+            let next = if self.reverse {
+                self.idx.checked_sub(1)
+            } else {
+                Some(self.idx + 1)
+            };
             match next.filter(|&i| i < self.tables.len()) {
                 Some(i) => self.open(i).rewind()?,
                 None => {
@@ -53,17 +58,25 @@ impl LevelIter {
             self.cur = None;
             return Ok(());
         }
-        let i = if self.reverse { self.tables.len() - 1 } else { 0 };
+        let i = if self.reverse {
+            self.tables.len() - 1
+        } else {
+            0
+        };
         self.open(i).rewind()?;
         self.settle()
     }
 
     pub(crate) fn seek(&mut self, ikey: &[u8]) -> Result<()> {
         // First table whose largest key >= ikey.
-        let i = self.tables.partition_point(|t| compare_keys(t.largest(), ikey).is_lt());
+        let i = self
+            .tables
+            .partition_point(|t| compare_keys(t.largest(), ikey).is_lt());
         if self.reverse {
             // Last table whose smallest key <= ikey.
-            let j = self.tables.partition_point(|t| compare_keys(t.smallest(), ikey).is_le());
+            let j = self
+                .tables
+                .partition_point(|t| compare_keys(t.smallest(), ikey).is_le());
             match j.checked_sub(1) {
                 Some(j) => self.open(j).seek(ikey)?,
                 None => self.cur = None,

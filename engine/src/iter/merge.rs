@@ -41,7 +41,11 @@ impl MergeIter {
                 None => Some(i),
                 Some(b) => {
                     let o = compare_keys(s.key(), self.sources[b].key());
-                    let better = if self.reverse { o == Ordering::Greater } else { o == Ordering::Less };
+                    let better = if self.reverse {
+                        o == Ordering::Greater
+                    } else {
+                        o == Ordering::Less
+                    };
                     if better {
                         Some(i)
                     } else {
@@ -108,7 +112,10 @@ mod tests {
     use crate::iter::VecIter;
 
     fn src(keys: &[(&[u8], u64)], reverse: bool) -> Source {
-        let mut v: Vec<_> = keys.iter().map(|(k, ver)| (key_with_version(k, *ver), vec![*ver as u8])).collect();
+        let mut v: Vec<_> = keys
+            .iter()
+            .map(|(k, ver)| (key_with_version(k, *ver), vec![*ver as u8]))
+            .collect();
         v.sort_by(|a, b| compare_keys(&a.0, &b.0));
         Source::Vec(VecIter::new(v, reverse))
     }
@@ -122,10 +129,18 @@ mod tests {
             m.rewind().unwrap();
             let mut got = Vec::new();
             while m.valid() {
-                got.push((user_key(m.key()).to_vec(), crate::format::key_version(m.key())));
+                got.push((
+                    user_key(m.key()).to_vec(),
+                    crate::format::key_version(m.key()),
+                ));
                 m.next().unwrap();
             }
-            let mut want = vec![(b"a".to_vec(), 2), (b"a".to_vec(), 1), (b"b".to_vec(), 1), (b"c".to_vec(), 1)];
+            let mut want = vec![
+                (b"a".to_vec(), 2),
+                (b"a".to_vec(), 1),
+                (b"b".to_vec(), 1),
+                (b"c".to_vec(), 1),
+            ];
             if reverse {
                 want.reverse();
             }

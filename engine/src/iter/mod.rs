@@ -6,7 +6,7 @@ mod level;
 mod merge;
 mod source;
 
-pub use db_iter::{IterOptions, Iter};
+pub use db_iter::{Iter, IterOptions};
 pub(crate) use level::LevelIter;
 pub(crate) use merge::MergeIter;
 pub(crate) use source::{Source, VecIter};

@@ -104,23 +104,36 @@ pub(crate) struct VecIter {
 impl VecIter {
     /// `entries` must be sorted by [`compare_keys`].
     pub(crate) fn new(entries: Vec<(Vec<u8>, Vec<u8>)>, reverse: bool) -> VecIter {
-        debug_assert!(entries.windows(2).all(|w| compare_keys(&w[0].0, &w[1].0).is_lt()));
+        debug_assert!(entries
+            .windows(2)
+            .all(|w| compare_keys(&w[0].0, &w[1].0).is_lt()));
         let pos = entries.len();
-        VecIter { entries, reverse, pos }
+        VecIter {
+            entries,
+            reverse,
+            pos,
+        }
     }
 
     fn rewind(&mut self) {
         self.pos = if self.reverse {
-            self.entries.len().checked_sub(1).unwrap_or(self.entries.len())
+            self.entries
+                .len()
+                .checked_sub(1)
+                .unwrap_or(self.entries.len())
         } else {
             0
         };
     }
 
     fn seek(&mut self, ikey: &[u8]) {
-        let first_ge = self.entries.partition_point(|(k, _)| compare_keys(k, ikey).is_lt());
+        let first_ge = self
+            .entries
+            .partition_point(|(k, _)| compare_keys(k, ikey).is_lt());
         self.pos = if self.reverse {
-            let first_gt = self.entries.partition_point(|(k, _)| compare_keys(k, ikey).is_le());
+            let first_gt = self
+                .entries
+                .partition_point(|(k, _)| compare_keys(k, ikey).is_le());
             first_gt.checked_sub(1).unwrap_or(self.entries.len())
         } else {
             first_ge

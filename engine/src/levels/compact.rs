@@ -29,19 +29,34 @@ pub(crate) struct Compaction {
     pub(crate) level: usize,
     /// Tables from `level` (L0: newest first).
     pub(crate) top: Vec<Arc<Table>>,
-    /// Overlapping tables from `level + 1`, sorted.
+    /// Level the result goes to: `level + 1`, or `level` itself when a
+    /// last-level table is rewritten to drop what no snapshot can see.
+    pub(crate) out_level: usize,
+    /// Overlapping tables from `out_level`, sorted.
     pub(crate) bottom: Vec<Arc<Table>>,
 }
 
 impl Compaction {
     fn ids(&self) -> HashSet<u64> {
-        self.top.iter().chain(&self.bottom).map(|t| t.id()).collect()
+        self.top
+            .iter()
+            .chain(&self.bottom)
+            .map(|t| t.id())
+            .collect()
     }
 
     fn key_range(&self) -> (Vec<u8>, Vec<u8>) {
         let all = || self.top.iter().chain(&self.bottom);
-        let lo = all().map(|t| user_key(t.smallest())).min().unwrap_or_default().to_vec();
-        let hi = all().map(|t| user_key(t.largest())).max().unwrap_or_default().to_vec();
+        let lo = all()
+            .map(|t| user_key(t.smallest()))
+            .min()
+            .unwrap_or_default()
+            .to_vec();
+        let hi = all()
+            .map(|t| user_key(t.largest()))
+            .max()
+            .unwrap_or_default()
+            .to_vec();
         (lo, hi)
     }
 }
@@ -67,25 +82,35 @@ pub(crate) fn pick_compaction(db: &DbInner, force: bool) -> Option<Compaction> {
     let v = db.levels.current();
     let last = v.levels.len() - 1;
     let mut scores: Vec<(f64, usize)> = Vec::new();
-    scores.push((v.levels[0].len() as f64 / db.opts.l0_compaction_trigger as f64, 0));
+    scores.push((
+        v.levels[0].len() as f64 / db.opts.l0_compaction_trigger as f64,
+        0,
+    ));
     for l in 1..last {
         scores.push((v.level_bytes(l) as f64 / level_target(db, l) as f64, l));
     }
     if force {
-        scores = (0..last).filter(|&l| !v.levels[l].is_empty()).map(|l| (1.0, l)).collect();
+        scores = (0..last)
+            .filter(|&l| !v.levels[l].is_empty())
+            .map(|l| (1.0, l))
+            .collect();
     } else {
         scores.retain(|(s, _)| *s >= 1.0);
         scores.sort_by(|a, b| b.0.total_cmp(&a.0));
     }
     let mut running = db.levels.running.lock();
     for (_, l) in scores {
-        let c = if l == 0 { pick_l0(&v, &busy) } else { pick_level(db, &v, l, &busy) };
+        let c = if l == 0 {
+            pick_l0(&v, &busy)
+        } else {
+            pick_level(db, &v, l, &busy)
+        };
         if let Some(c) = c {
             let (lo, hi) = c.key_range();
-            let out = c.level + 1;
-            let clash = running
-                .iter()
-                .any(|(ol, rlo, rhi)| *ol == out && rlo.as_slice() <= hi.as_slice() && lo.as_slice() <= rhi.as_slice());
+            let out = c.out_level;
+            let clash = running.iter().any(|(ol, rlo, rhi)| {
+                *ol == out && rlo.as_slice() <= hi.as_slice() && lo.as_slice() <= rhi.as_slice()
+            });
             if clash {
                 continue;
             }
@@ -104,17 +129,42 @@ fn finish(db: &DbInner, c: &Compaction, added: Option<Vec<Arc<Table>>>) {
     let ids = c.ids();
     let mut busy = db.levels.busy.lock();
     if let Some(added) = added {
-        db.levels.replace(&ids, c.level + 1, added);
+        db.levels.replace(&ids, c.out_level, added);
     }
     busy.retain(|id| !ids.contains(id));
     let range = c.key_range();
     let mut running = db.levels.running.lock();
     if let Some(i) = running
         .iter()
-        .position(|(ol, lo, hi)| *ol == c.level + 1 && (lo, hi) == (&range.0, &range.1))
+        .position(|(ol, lo, hi)| *ol == c.out_level && (lo, hi) == (&range.0, &range.1))
     {
         running.swap_remove(i);
     }
+}
+
+/// Marks last-level table `id` busy and returns a compaction that rewrites
+/// it in place, dropping the versions no snapshot can see, tombstones and
+/// expired entries. `None` if the table is gone or busy.
+pub(crate) fn pick_bottom_rewrite(db: &DbInner, id: u64) -> Option<Compaction> {
+    let mut busy = db.levels.busy.lock();
+    let v = db.levels.current();
+    let last = v.levels.len() - 1;
+    let t = v.levels[last].iter().find(|t| t.id() == id)?.clone();
+    if busy.contains(&id) {
+        return None;
+    }
+    busy.insert(id);
+    let (lo, hi) = (
+        user_key(t.smallest()).to_vec(),
+        user_key(t.largest()).to_vec(),
+    );
+    db.levels.running.lock().push((last, lo, hi));
+    Some(Compaction {
+        level: last,
+        out_level: last,
+        top: vec![t],
+        bottom: Vec::new(),
+    })
 }
 
 fn pick_l0(v: &Version, busy: &HashSet<u64>) -> Option<Compaction> {
@@ -128,7 +178,12 @@ fn pick_l0(v: &Version, busy: &HashSet<u64>) -> Option<Compaction> {
     if bottom.iter().any(|t| busy.contains(&t.id())) {
         return None;
     }
-    Some(Compaction { level: 0, top, bottom })
+    Some(Compaction {
+        level: 0,
+        out_level: 1,
+        top,
+        bottom,
+    })
 }
 
 fn pick_level(db: &DbInner, v: &Version, l: usize, busy: &HashSet<u64>) -> Option<Compaction> {
@@ -150,6 +205,7 @@ fn pick_level(db: &DbInner, v: &Version, l: usize, busy: &HashSet<u64>) -> Optio
         db.levels.cursor.lock()[l] = user_key(t.largest()).to_vec();
         return Some(Compaction {
             level: l,
+            out_level: l + 1,
             top: vec![t.clone()],
             bottom,
         });
@@ -170,16 +226,16 @@ pub(crate) fn compact_once(db: &DbInner, c: Compaction) -> Result<()> {
 }
 
 fn run(db: &DbInner, c: &Compaction) -> Result<()> {
-    let out_level = c.level + 1;
+    let out_level = c.out_level;
     let removed = c.ids();
-    if c.bottom.is_empty() && c.top.len() == 1 {
+    if c.bottom.is_empty() && c.top.len() == 1 && out_level != c.level {
         // Nothing to merge with: move the table down as it is.
         let t = c.top[0].clone();
-        let mut meta = table_meta(&t, out_level);
-        meta.level = out_level as u32;
-        db.manifest
-            .lock()
-            .apply(&[ManifestEdit::DeleteTable { id: t.id() }, ManifestEdit::AddTable(meta)])?;
+        let meta = table_meta(&t, out_level);
+        db.manifest.lock().apply(&[
+            ManifestEdit::DeleteTable { id: t.id() },
+            ManifestEdit::AddTable(meta),
+        ])?;
         finish(db, c, Some(vec![t]));
         tracing::debug!(level = c.level, "moved one table down");
         return Ok(());
@@ -244,8 +300,15 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
         added.push(db.write_table(b)?);
     }
     db.fs.sync_dir(&db.dir)?;
-    let mut edits: Vec<ManifestEdit> = removed.iter().map(|&id| ManifestEdit::DeleteTable { id }).collect();
-    edits.extend(added.iter().map(|t| ManifestEdit::AddTable(table_meta(t, out_level))));
+    let mut edits: Vec<ManifestEdit> = removed
+        .iter()
+        .map(|&id| ManifestEdit::DeleteTable { id })
+        .collect();
+    edits.extend(
+        added
+            .iter()
+            .map(|t| ManifestEdit::AddTable(table_meta(t, out_level))),
+    );
     edits.push(ManifestEdit::NextFileId(db.next_file_id()));
     db.manifest.lock().apply(&edits)?;
     tracing::debug!(

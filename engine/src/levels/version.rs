@@ -44,14 +44,21 @@ impl Version {
 
     /// The newest version of `key` at or below `read_ts` in the tables:
     /// `(version, encoded value)`.
-    pub(crate) fn get(&self, key: &[u8], hash: u64, read_ts: u64) -> Result<Option<(u64, Vec<u8>)>> {
+    pub(crate) fn get(
+        &self,
+        key: &[u8],
+        hash: u64,
+        read_ts: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>> {
         let seek = key_with_version(key, read_ts);
         let probe = |t: &Table| -> Result<Option<(u64, Vec<u8>)>> {
             if !t.may_contain(hash) {
                 return Ok(None);
             }
             match t.seek_first(&seek)? {
-                Some((k, v)) if user_key(&k) == key => Ok(Some((crate::format::key_version(&k), v))),
+                Some((k, v)) if user_key(&k) == key => {
+                    Ok(Some((crate::format::key_version(&k), v)))
+                }
                 _ => Ok(None),
             }
         };
@@ -80,7 +87,11 @@ impl Version {
     pub(crate) fn check_invariants(&self) -> Option<String> {
         for w in self.levels[0].windows(2) {
             if w[0].id() <= w[1].id() {
-                return Some(format!("L0 not newest first: {} before {}", w[0].id(), w[1].id()));
+                return Some(format!(
+                    "L0 not newest first: {} before {}",
+                    w[0].id(),
+                    w[1].id()
+                ));
             }
         }
         for (l, level) in self.levels.iter().enumerate().skip(1) {
@@ -91,13 +102,21 @@ impl Version {
             }
             for w in level.windows(2) {
                 if user_key(w[0].largest()) >= user_key(w[1].smallest()) {
-                    return Some(format!("L{l} tables {} and {} overlap", w[0].id(), w[1].id()));
+                    return Some(format!(
+                        "L{l} tables {} and {} overlap",
+                        w[0].id(),
+                        w[1].id()
+                    ));
                 }
             }
         }
         None
     }
 }
+
+/// Where a running compaction writes: output level, smallest and largest
+/// user key.
+pub(crate) type OutputRange = (usize, Vec<u8>, Vec<u8>);
 
 /// The live tree: the current version plus compaction bookkeeping.
 #[derive(Debug)]
@@ -110,7 +129,7 @@ pub(crate) struct Levels {
     /// Output level and user-key range of every running compaction; locked
     /// only while `busy` is held. A new compaction whose output range meets
     /// one of these at the same level would overlap tables not yet installed.
-    pub(crate) running: Mutex<Vec<(usize, Vec<u8>, Vec<u8>)>>,
+    pub(crate) running: Mutex<Vec<OutputRange>>,
     /// Tables no longer in the tree, waiting for their last reader.
     obsolete: Mutex<Vec<Arc<Table>>>,
     /// Per level, the largest key of the last table compacted out of it,

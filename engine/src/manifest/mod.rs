@@ -14,4 +14,3 @@ mod tests;
 
 pub(crate) use edit::{ManifestEdit, TableMeta};
 pub(crate) use manifest::Manifest;
-

@@ -1,8 +1,8 @@
 //! Manifest tests against a model: reopen, torn tails, flipped bytes, crash
 //! images at every file-system step, and injected I/O failures.
 
-use super::record::{encode_record, file_header};
 use super::manifest::{Manifest, ManifestOptions, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use super::record::{encode_record, file_header};
 use super::state::ManifestState;
 use super::{ManifestEdit, TableMeta};
 use crate::fs::{FaultFs, FileBytes, Fs, FsFile, MemFs, PosixFs};

@@ -40,8 +40,10 @@ impl Memtable {
     /// Inserts one entry. Single writer only.
     pub(crate) fn insert(&self, ikey: Vec<u8>, value: Vec<u8>) {
         let version = crate::format::key_version(&ikey);
-        self.size_bytes
-            .fetch_add(ikey.len() + value.len() + ENTRY_OVERHEAD_BYTES, Ordering::Relaxed);
+        self.size_bytes.fetch_add(
+            ikey.len() + value.len() + ENTRY_OVERHEAD_BYTES,
+            Ordering::Relaxed,
+        );
         self.max_version.fetch_max(version, Ordering::Relaxed);
         self.map.insert(InternalKey(ikey), value);
     }

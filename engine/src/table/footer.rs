@@ -7,13 +7,14 @@
 //! 16  filter_offset u64    24  filter_len u64   (both 0: no filter)
 //! 32  meta_offset   u64    40  meta_len   u64
 //! 48  format_version u32   52  crc32 of bytes 0..52 u32
-//! 56  magic u64
+//! 56  magic u64 (ASCII "SETTTBL1")
 //! ```
 
 use crate::format::{checksum, get_u32, get_u64};
 
-/// Identifies a sett table file ("SETTTBL1" read as big-endian bytes).
-pub(crate) const MAGIC: u64 = 0x5345_5454_5442_4C31;
+/// Identifies a sett table file: the ASCII bytes `SETTTBL1` on disk, read
+/// as a little-endian u64.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SETTTBL1");
 
 /// The only table format version this code reads and writes.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -140,6 +141,7 @@ mod tests {
             assert!(Footer::decode(&bad).is_err(), "flip at {i} accepted");
         }
         assert!(Footer::decode(&b[1..]).is_err());
+        assert_eq!(&b[56..], b"SETTTBL1");
         let none = Footer { filter: None, ..f };
         let mut b = Vec::new();
         none.encode_into(&mut b);

@@ -12,6 +12,13 @@
 //! Invariants of a decoded [`Index`]: separators strictly ascend by
 //! [`compare_keys`] and are at least [`VERSION_LEN`] long; handles tile the
 //! data area `0..data_end` with no gap or overlap, in order.
+//!
+//! Lookup speed: all separators' user keys share a prefix of
+//! `prefix.len()` bytes; each entry also keeps the next 8 user-key bytes as
+//! a big-endian `u64` "window" (zero-padded). Windows are non-decreasing
+//! and a strict difference decides the order, so [`Index::find`] binary-
+//! searches a dense `Vec<u64>` and compares whole keys only among equal
+//! windows.
 
 use super::block::Block;
 use super::footer::BlockHandle;
@@ -68,6 +75,20 @@ pub(crate) struct Index {
     keys: Vec<u8>,
     /// One entry per data block, in file order.
     entries: Vec<IndexEntry>,
+    /// User-key prefix shared by every separator.
+    prefix: Vec<u8>,
+    /// Per entry, the 8 user-key bytes after `prefix` (see module docs).
+    windows: Vec<u64>,
+}
+
+/// The 8 bytes of `user` from `from` on, zero-padded, as a big-endian u64.
+#[inline]
+fn window(user: &[u8], from: usize) -> u64 {
+    let tail = user.get(from..).unwrap_or(&[]);
+    let n = tail.len().min(8);
+    let mut b = [0u8; 8];
+    b[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(b)
 }
 
 impl Index {
@@ -113,6 +134,17 @@ impl Index {
         if next_offset != data_end {
             return Err("index does not cover the data area");
         }
+        // Keys ascend, so the prefix shared by the first and last user keys
+        // is shared by all.
+        if let Some(last) = index.entries.len().checked_sub(1) {
+            let (first, last) = (user_key(index.key(0)), user_key(index.key(last)));
+            let p = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+            index.prefix = first[..p].to_vec();
+            index.windows = (0..index.len())
+                .map(|i| window(user_key(index.key(i)), p))
+                .collect();
+            debug_assert!(index.windows.windows(2).all(|w| w[0] <= w[1]));
+        }
         Ok(index)
     }
 
@@ -135,6 +167,38 @@ impl Index {
     /// The first block whose separator is `>= target`; `len()` if none.
     #[inline]
     pub(crate) fn find(&self, target: &[u8]) -> usize {
+        let found = self.find_fast(target);
+        debug_assert_eq!(found, self.find_slow(target));
+        found
+    }
+
+    /// [`Self::find`] through the prefix and windows.
+    #[inline]
+    fn find_fast(&self, target: &[u8]) -> usize {
+        let n = self.entries.len();
+        if n == 0 {
+            return 0;
+        }
+        let user = user_key(target);
+        let m = user.len().min(self.prefix.len());
+        match user[..m].cmp(&self.prefix[..m]) {
+            Ordering::Less => return 0,
+            Ordering::Greater => return n,
+            // A proper prefix of every separator's user key sorts first.
+            Ordering::Equal if user.len() < self.prefix.len() => return 0,
+            Ordering::Equal => {}
+        }
+        let w = window(user, self.prefix.len());
+        let lo = self.windows.partition_point(|&x| x < w);
+        let hi = lo + self.windows[lo..].partition_point(|&x| x == w);
+        lo + self.entries[lo..hi].partition_point(|e| {
+            let k = &self.keys[e.key_start as usize..e.key_end as usize];
+            compare_keys(k, target) == Ordering::Less
+        })
+    }
+
+    /// [`Self::find`] by plain binary search (checks the fast path).
+    fn find_slow(&self, target: &[u8]) -> usize {
         self.entries.partition_point(|e| {
             let k = &self.keys[e.key_start as usize..e.key_end as usize];
             compare_keys(k, target) == Ordering::Less
@@ -146,6 +210,37 @@ impl Index {
 mod tests {
     use super::*;
     use crate::format::key_with_version;
+    use crate::table::block::{BlockBuilder, BlockBytes, RESTART_INTERVAL};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn find_matches_plain_binary_search(
+            users in prop::collection::btree_set(prop::collection::vec(prop::sample::select(vec![0u8, 1, b'p', 0xff]), 0..12), 1..60),
+            prefix in prop::collection::vec(any::<u8>(), 0..4),
+            targets in prop::collection::vec((prop::collection::vec(prop::sample::select(vec![0u8, 1, b'p', 0xff]), 0..14), any::<u64>()), 1..50),
+        ) {
+            let mut b = BlockBuilder::new(RESTART_INTERVAL);
+            let mut end = 0;
+            for u in &users {
+                let mut user = prefix.clone();
+                user.extend_from_slice(u);
+                let handle = BlockHandle { offset: end, len: 10 };
+                end = handle.end().unwrap();
+                b.add(&key_with_version(&user, 1), &encode_value(handle));
+            }
+            let block = Block::new(BlockBytes::Owned(b.finish().to_vec())).unwrap();
+            let index = Index::decode(&block, end).unwrap();
+            prop_assert_eq!(index.len(), users.len());
+            for (t, v) in targets {
+                let mut user = prefix.clone();
+                user.extend_from_slice(&t);
+                for target in [key_with_version(&user, v), key_with_version(&t, v)] {
+                    prop_assert_eq!(index.find_fast(&target), index.find_slow(&target));
+                }
+            }
+        }
+    }
 
     #[test]
     fn separator_is_between_and_short() {

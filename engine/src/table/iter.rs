@@ -141,7 +141,7 @@ impl TableIter {
                 return &[];
             }
             let (start, end) = self.decoded.value_range(self.rpos);
-            return &block.data()[start..end];
+            return block.data().get(start..end).unwrap_or(&[]);
         }
         block.value(&self.pos)
     }

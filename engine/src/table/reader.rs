@@ -6,7 +6,7 @@
 //! `Arc<Table>`. The bytes behind it (a memory map) must not change while
 //! it is open.
 
-use super::block::{Block, DecodedBlock};
+use super::block::{Block, BlockBytes, DecodedBlock};
 use super::bloom;
 use super::cache::BlockCache;
 use super::codec::read_block;
@@ -34,9 +34,11 @@ pub(crate) struct Table {
     /// Decoded block index.
     index: Index,
     /// The bloom filter block's contents, if any.
-    filter: Option<super::block::BlockBytes>,
+    filter: Option<BlockBytes>,
     /// Counts and key bounds.
     meta: Meta,
+    /// Where the meta block is (for error messages).
+    meta_offset: u64,
 }
 
 impl fmt::Debug for Table {
@@ -101,6 +103,7 @@ impl Table {
             index,
             filter,
             meta,
+            meta_offset: footer.meta.offset,
         })
     }
 
@@ -139,7 +142,8 @@ impl Table {
         self.meta.max_version
     }
 
-    /// Number of data blocks.
+    /// Number of data blocks (for statistics and inspection).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn block_count(&self) -> usize {
         self.index.len()
     }
@@ -213,7 +217,7 @@ impl Table {
                 prev.extend_from_slice(k);
             }
         }
-        let meta_off = self.meta_offset();
+        let meta_off = self.meta_offset;
         if count != fresh.meta.key_count {
             return Err(self.corrupt(
                 meta_off,
@@ -268,15 +272,6 @@ impl Table {
     /// A corruption error in this file.
     fn corrupt(&self, offset: u64, reason: &str) -> Error {
         Error::corruption(&self.path, offset, reason)
-    }
-
-    /// Offset of the meta block (for error messages).
-    fn meta_offset(&self) -> u64 {
-        let footer_off = self.size().saturating_sub(FOOTER_LEN as u64);
-        let b = (*self.file).as_ref();
-        Footer::decode(b.get(footer_off as usize..).unwrap_or(&[]))
-            .map(|f| f.meta.offset)
-            .unwrap_or(footer_off)
     }
 }
 

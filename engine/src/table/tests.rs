@@ -1,7 +1,7 @@
 //! Whole-table tests: build, open, look up, iterate, corrupt.
 
 use super::*;
-use crate::format::{compare_keys, key_hash, key_version, key_with_version, user_key, InternalKey};
+use crate::format::{key_hash, key_version, key_with_version, user_key, InternalKey};
 use crate::fs::FileBytes;
 use crate::options::Compression;
 use proptest::prelude::*;
@@ -101,6 +101,16 @@ fn targets(m: &Model) -> Vec<Vec<u8>> {
         ts.push(key_with_version(&longer, 50));
     }
     ts
+}
+
+#[test]
+fn thread_safety_markers() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Table>();
+    send_sync::<BlockCache>();
+    send::<TableIter>();
+    send::<TableBuilder>();
 }
 
 #[test]
@@ -399,6 +409,5 @@ proptest! {
                 prop_assert!(!it.valid());
             }
         }
-        let _ = compare_keys;
     }
 }

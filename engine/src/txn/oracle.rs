@@ -75,7 +75,13 @@ impl Oracle {
     /// or below `visible_ts` (which every future reader starts from).
     fn prune(&self, g: &mut Inner) {
         let visible = self.visible_ts.load(Ordering::Acquire);
-        let bound = g.active.keys().next().copied().unwrap_or(visible).min(visible);
+        let bound = g
+            .active
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(visible)
+            .min(visible);
         while g.committed.front().is_some_and(|(c, _)| *c <= bound) {
             g.committed.pop_front();
         }
@@ -125,7 +131,12 @@ impl Oracle {
     pub(crate) fn discard_ts(&self) -> u64 {
         let g = self.inner.lock();
         let visible = self.visible_ts.load(Ordering::Acquire);
-        g.active.keys().next().copied().unwrap_or(visible).min(visible)
+        g.active
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(visible)
+            .min(visible)
     }
 }
 
@@ -141,7 +152,10 @@ mod tests {
         let c1 = o.commit(r1, &[1], vec![1], |ts| ts).ok().unwrap();
         o.set_visible(c1);
         // r2 read key 1, which c1 wrote after r2 started.
-        assert!(matches!(o.commit(r2, &[1], vec![2], |ts| ts), Err(CommitRefused::Conflict)));
+        assert!(matches!(
+            o.commit(r2, &[1], vec![2], |ts| ts),
+            Err(CommitRefused::Conflict)
+        ));
         // A read of another key does not conflict.
         assert!(o.commit(r2, &[3], vec![3], |ts| ts).is_ok());
         o.release_read(r1);

@@ -183,10 +183,18 @@ impl Txn {
     pub fn would_fit(&self, e: &Entry) -> bool {
         let o = &self.inner().opts;
         self.pending.len() < o.max_txn_entries
-            && self.pending_bytes + e.key.len() + e.value.len() + ENTRY_OVERHEAD_BYTES <= o.max_txn_bytes
+            && self.pending_bytes + e.key.len() + e.value.len() + ENTRY_OVERHEAD_BYTES
+                <= o.max_txn_bytes
     }
 
-    fn add(&mut self, key: Vec<u8>, value: Vec<u8>, meta: u8, user_meta: u8, expires_at: u64) -> Result<()> {
+    fn add(
+        &mut self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        meta: u8,
+        user_meta: u8,
+        expires_at: u64,
+    ) -> Result<()> {
         self.check_open()?;
         if !self.update {
             return Err(Error::ReadOnlyTxn);
@@ -208,7 +216,10 @@ impl Txn {
             });
         }
         let size = key.len() + value.len() + ENTRY_OVERHEAD_BYTES;
-        let replaced = self.pending.get(&key).map_or(0, |p| key.len() + p.value.len() + ENTRY_OVERHEAD_BYTES);
+        let replaced = self
+            .pending
+            .get(&key)
+            .map_or(0, |p| key.len() + p.value.len() + ENTRY_OVERHEAD_BYTES);
         let entries = self.pending.len() + usize::from(replaced == 0);
         let bytes = self.pending_bytes + size - replaced;
         if entries > o.max_txn_entries || bytes > o.max_txn_bytes {
@@ -290,18 +301,20 @@ impl Txn {
             .collect();
         let mut callback: Option<Box<dyn FnOnce(Result<()>) + Send>> = Some(Box::new(callback));
         let slot = &mut callback;
-        let sent = inner.oracle.commit(self.read_ts, &reads, writes, move |ts| {
-            for e in &mut entries {
-                e.version = ts;
-            }
-            let done = slot.take().expect("callback present until sent");
-            tx.send(WriteRequest {
-                entries,
-                commit_ts: ts,
-                sync: false,
-                done,
-            })
-        });
+        let sent = inner
+            .oracle
+            .commit(self.read_ts, &reads, writes, move |ts| {
+                for e in &mut entries {
+                    e.version = ts;
+                }
+                let done = slot.take().expect("callback present until sent");
+                tx.send(WriteRequest {
+                    entries,
+                    commit_ts: ts,
+                    sync: false,
+                    done,
+                })
+            });
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(crossbeam_channel::SendError(req))) => (req.done)(Err(Error::Closed)),

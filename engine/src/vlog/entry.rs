@@ -111,7 +111,10 @@ mod tests {
         let n = encode_entry(&mut buf, &e);
         let (d, m) = decode_entry(&buf).unwrap();
         assert_eq!(m, n);
-        assert_eq!((d.key, d.value, d.user_meta, d.expires_at, d.version), (e.key, e.value, 9, 77, 5));
+        assert_eq!(
+            (d.key, d.value, d.user_meta, d.expires_at, d.version),
+            (e.key, e.value, 9, 77, 5)
+        );
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;

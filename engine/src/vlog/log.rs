@@ -120,10 +120,30 @@ impl ValueLog {
         for (fid, file) in files {
             let path = file.path().to_path_buf();
             let len = file.len()?;
-            let mut data = vec![0u8; usize::try_from(len).map_err(|_| Error::corruption(&path, 0, "file too large"))?];
+            let mut data = vec![
+                0u8;
+                usize::try_from(len).map_err(|_| Error::corruption(
+                    &path,
+                    0,
+                    "file too large"
+                ))?
+            ];
             file.read_exact_at(&mut data, 0)?;
             check_header(&data, &path, Some(fid) == newest)?;
-            let mut off = if fid == from.0 { from.1.max(HEADER_LEN) } else { HEADER_LEN } as usize;
+            let mut off = if fid == from.0 {
+                from.1.max(HEADER_LEN)
+            } else {
+                HEADER_LEN
+            } as usize;
+            if off > HEADER_LEN as usize && off > data.len() {
+                // The replay point was recorded only after these bytes were
+                // synced; a shorter file lost data that tables point into.
+                return Err(Error::corruption(
+                    &path,
+                    len,
+                    "value log ends before the recorded replay point",
+                ));
+            }
             if data.len() < HEADER_LEN as usize {
                 // A new file whose header never reached the disk.
                 file.truncate(0)?;
@@ -221,21 +241,30 @@ impl ValueLog {
 
     /// Reads the entry `vp` points at and returns its value.
     pub(crate) fn read_value(&self, vp: ValuePointer) -> Result<Vec<u8>> {
-        let file = self
-            .files
-            .read()
-            .get(&vp.fid)
-            .cloned()
-            .ok_or_else(|| Error::corruption(self.dir.join(vlog_name(vp.fid)), vp.offset, "value log file missing"))?;
-        let mut buf = vec![0u8; vp.len as usize];
-        file.read_exact_at(&mut buf, vp.offset).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::corruption(file.path(), vp.offset, "value pointer past end of file"),
-            _ => Error::Io(e),
+        let file = self.files.read().get(&vp.fid).cloned().ok_or_else(|| {
+            Error::corruption(
+                self.dir.join(vlog_name(vp.fid)),
+                vp.offset,
+                "value log file missing",
+            )
         })?;
+        let mut buf = vec![0u8; vp.len as usize];
+        file.read_exact_at(&mut buf, vp.offset)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    Error::corruption(file.path(), vp.offset, "value pointer past end of file")
+                }
+                _ => Error::Io(e),
+            })?;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let (e, n) = decode_entry(&buf).map_err(|r| Error::corruption(file.path(), vp.offset, r))?;
+        let (e, n) =
+            decode_entry(&buf).map_err(|r| Error::corruption(file.path(), vp.offset, r))?;
         if n != buf.len() {
-            return Err(Error::corruption(file.path(), vp.offset, "value pointer length mismatch"));
+            return Err(Error::corruption(
+                file.path(),
+                vp.offset,
+                "value pointer length mismatch",
+            ));
         }
         Ok(e.value)
     }
@@ -247,7 +276,11 @@ impl ValueLog {
 
     /// Total bytes in all log files.
     pub(crate) fn size_bytes(&self) -> u64 {
-        self.files.read().values().filter_map(|f| f.len().ok()).sum()
+        self.files
+            .read()
+            .values()
+            .filter_map(|f| f.len().ok())
+            .sum()
     }
 }
 
@@ -283,7 +316,11 @@ fn check_header(data: &[u8], path: &Path, newest: bool) -> Result<()> {
     }
     let v = get_u32(data, 8).unwrap_or(0);
     if v != FILE_VERSION {
-        return Err(Error::corruption(path, 8, format!("unsupported value log version {v}")));
+        return Err(Error::corruption(
+            path,
+            8,
+            format!("unsupported value log version {v}"),
+        ));
     }
     Ok(())
 }
@@ -336,7 +373,10 @@ mod tests {
 
     fn write(log: &ValueLog, entries: &[WriteEntry]) -> Vec<ValuePointer> {
         let mut ptrs = Vec::new();
-        let hint: usize = entries.iter().map(|e| e.key.len() + e.value.len() + 32).sum();
+        let hint: usize = entries
+            .iter()
+            .map(|e| e.key.len() + e.value.len() + 32)
+            .sum();
         log.append_with(hint, |(fid, off)| {
             let mut buf = Vec::new();
             let start = begin_record(&mut buf);
