@@ -2,7 +2,7 @@
 //! where value-log replay starts, the file-number counter and the largest
 //! durable commit version. An append-only file of checksummed records, each
 //! one atomic batch of [`ManifestEdit`]s, rewritten as a snapshot when it
-//! grows. Byte layout: `docs/format-manifest.md`.
+//! grows. Byte layout: `docs/engine-format.md (Manifest format)`.
 
 mod edit;
 #[allow(clippy::module_inception)]

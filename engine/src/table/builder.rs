@@ -2,7 +2,7 @@
 //!
 //! File layout: data blocks, index block, optional filter block, meta
 //! block, footer; each block followed by its trailer (see
-//! `docs/format-table.md`). The whole file is assembled in memory and
+//! `docs/engine-format.md (Table format)`). The whole file is assembled in memory and
 //! returned by [`TableBuilder::finish`].
 
 use super::block::{BlockBuilder, RESTART_INTERVAL};

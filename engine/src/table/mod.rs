@@ -1,7 +1,7 @@
 //! Sorted string tables: immutable files of internal keys and values, with
 //! prefix-compressed blocks, a block index, a bloom filter over user keys and
 //! a checksummed footer. The byte layout is specified in
-//! `docs/format-table.md`.
+//! `docs/engine-format.md (Table format)`.
 //!
 //! Thread-safety: a [`Table`] is immutable after [`Table::open`] and may be
 //! shared between threads as `Arc<Table>`; a [`TableIter`] belongs to one
