@@ -64,6 +64,12 @@ pub trait FsFile: Send + Sync + Debug {
     fn len(&self) -> io::Result<u64>;
     /// Cuts the file to `len` bytes.
     fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Reserves disk blocks for the first `len` bytes without changing the
+    /// file's length, so that later appends and syncs need not allocate.
+    /// A hint: file systems that cannot do it ignore it.
+    fn preallocate(&self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// The path the file was opened with (for error messages).
     fn path(&self) -> &Path;
 }

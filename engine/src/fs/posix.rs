@@ -133,6 +133,24 @@ impl FsFile for PosixFile {
         self.file.set_len(len)
     }
 
+    fn preallocate(&self, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: fallocate only reads its integer arguments; the descriptor
+        // is owned by `self.file` and open for the duration of the call.
+        let rc =
+            unsafe { libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // Not supported by this file system: a hint, so ignore it.
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
+            _ => Err(err),
+        }
+    }
+
     fn path(&self) -> &Path {
         &self.path
     }

@@ -34,11 +34,17 @@ fn parse_vlog_name(name: &str) -> Option<u32> {
     name.strip_suffix(".vlog")?.parse().ok()
 }
 
+/// Disk space reserved ahead of the write position at a time, so that a
+/// synced append does not also have to allocate blocks.
+const PREALLOCATE_BYTES: u64 = 8 << 20;
+
 #[derive(Debug)]
 struct Writer {
     fid: u32,
     file: Arc<dyn FsFile>,
     offset: u64,
+    /// Bytes of the file reserved so far.
+    reserved: u64,
 }
 
 /// The set of value-log files.
@@ -94,7 +100,12 @@ impl ValueLog {
             fs,
             dir: dir.to_path_buf(),
             files: RwLock::new(files),
-            writer: Mutex::new(Writer { fid, file, offset }),
+            writer: Mutex::new(Writer {
+                fid,
+                file,
+                offset,
+                reserved: 0,
+            }),
             max_file_bytes,
             reads: AtomicU64::new(0),
         })
@@ -212,6 +223,12 @@ impl ValueLog {
             self.rotate(&mut w)?;
         }
         let buf = build((w.fid, w.offset));
+        let needed = w.offset + buf.len() as u64;
+        if needed > w.reserved {
+            let target = (needed + PREALLOCATE_BYTES).min(self.max_file_bytes.max(needed));
+            w.file.preallocate(target)?;
+            w.reserved = target;
+        }
         w.file.append(&buf)?;
         w.offset += buf.len() as u64;
         Ok((w.fid, w.offset))
@@ -228,6 +245,7 @@ impl ValueLog {
             fid,
             file,
             offset: HEADER_LEN,
+            reserved: 0,
         };
         Ok(())
     }
