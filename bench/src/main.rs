@@ -16,6 +16,7 @@ mod engine;
 mod engines;
 mod measure;
 mod report;
+mod threshold;
 mod workloads;
 
 use anyhow::{ensure, Context, Result};
@@ -38,6 +39,39 @@ struct Cli {
 enum Command {
     /// Embedded engines: sett vs RocksDB, fjall and redb.
     Engine(EngineArgs),
+    /// sett alone: values inline vs in the value log, per value size, to
+    /// choose the default `value_threshold`.
+    Threshold(ThresholdArgs),
+}
+
+#[derive(Debug, Args)]
+struct ThresholdArgs {
+    /// Multiplies every operation count.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Print one JSON object per configuration on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Parent of the temporary directories [default: the system temp dir].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn run_threshold(args: ThresholdArgs) -> Result<()> {
+    let dir = args.dir.unwrap_or_else(std::env::temp_dir);
+    for len in threshold::VALUE_LENS {
+        for inline in [true, false] {
+            let r = threshold::run_one(&dir, len, inline, args.scale)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            eprintln!(
+                "value {:>5} B  {:<6}  load {:>9.0}/s  w-amp {:>5.2}  read {:>9.0}/s  scan {:>8.0}/s",
+                r.value_len, r.placement, r.load_ops_per_sec, r.write_amp, r.read_ops_per_sec, r.scan_ops_per_sec
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +103,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Engine(args) => run_engines(args),
+        Command::Threshold(args) => run_threshold(args),
     }
 }
 

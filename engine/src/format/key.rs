@@ -48,13 +48,37 @@ pub(crate) fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
-/// An owned internal key ordered by [`compare_keys`]; the memtable's key type.
+/// An owned internal key ordered by [`compare_keys`]; the memtable's key
+/// type. It carries the first 8 bytes of the user key (zero-padded,
+/// big-endian) inline, so that most comparisons in a skiplist search settle
+/// on that number without touching the heap bytes.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub(crate) struct InternalKey(pub(crate) Vec<u8>);
+pub(crate) struct InternalKey(pub(crate) Vec<u8>, u64);
+
+impl InternalKey {
+    /// Wraps an encoded internal key.
+    pub(crate) fn new(ikey: Vec<u8>) -> InternalKey {
+        let prefix = key_prefix(user_key(&ikey));
+        InternalKey(ikey, prefix)
+    }
+}
+
+/// The first 8 bytes of `key` as a big-endian number, zero-padded. Two keys
+/// whose prefixes differ compare like their prefixes; equal prefixes decide
+/// nothing (`"a"` and `"a\0"` share one).
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
 
 impl Ord for InternalKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_keys(&self.0, &other.0)
+        match self.1.cmp(&other.1) {
+            Ordering::Equal => compare_keys(&self.0, &other.0),
+            o => o,
+        }
     }
 }
 
@@ -83,5 +107,33 @@ mod tests {
         assert_eq!(compare_keys(&a2, &ab), Ordering::Less);
         assert_eq!(key_version(&a2), 2);
         assert_eq!(user_key(&ab), b"ab");
+    }
+
+    #[test]
+    fn inline_prefix_agrees_with_full_comparison() {
+        let keys: [&[u8]; 9] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"a\0\x01",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"\xff",
+        ];
+        for a in keys {
+            for b in keys {
+                for (va, vb) in [(1, 1), (1, 2), (2, 1)] {
+                    let (ka, kb) = (key_with_version(a, va), key_with_version(b, vb));
+                    let want = compare_keys(&ka, &kb);
+                    assert_eq!(
+                        InternalKey::new(ka).cmp(&InternalKey::new(kb)),
+                        want,
+                        "{a:?}@{va} vs {b:?}@{vb}"
+                    );
+                }
+            }
+        }
     }
 }

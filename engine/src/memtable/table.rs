@@ -45,7 +45,7 @@ impl Memtable {
             Ordering::Relaxed,
         );
         self.max_version.fetch_max(version, Ordering::Relaxed);
-        self.map.insert(InternalKey(ikey), value);
+        self.map.insert(InternalKey::new(ikey), value);
     }
 
     /// Records the vlog position after the last applied record.
@@ -77,7 +77,7 @@ impl Memtable {
 
     /// The newest version of `key` at or below `read_ts`: `(version, value)`.
     pub(crate) fn get(&self, key: &[u8], read_ts: u64) -> Option<(u64, Vec<u8>)> {
-        let seek = InternalKey(key_with_version(key, read_ts));
+        let seek = InternalKey::new(key_with_version(key, read_ts));
         let e = self.map.lower_bound(Bound::Included(&seek))?;
         let ik = &e.key().0;
         if user_key(ik) != key {
@@ -145,7 +145,7 @@ impl MemtableIter {
 
     /// Forward: first entry >= `ikey`; reverse: last entry <= `ikey`.
     pub(crate) fn seek(&mut self, ikey: &[u8]) {
-        let k = InternalKey(ikey.to_vec());
+        let k = InternalKey::new(ikey.to_vec());
         self.fill(Bound::Included(&k));
     }
 
@@ -154,7 +154,7 @@ impl MemtableIter {
         debug_assert!(self.valid());
         self.pos += 1;
         if self.pos >= self.buf.len() && !self.exhausted {
-            let last = InternalKey(std::mem::take(&mut self.buf[self.pos - 1].0));
+            let last = InternalKey::new(std::mem::take(&mut self.buf[self.pos - 1].0));
             self.fill(Bound::Excluded(&last));
         }
     }

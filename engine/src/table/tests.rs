@@ -43,7 +43,7 @@ fn model(users: usize) -> Model {
                 .repeat(u % 4 + 1)
                 .into_bytes();
             m.insert(
-                InternalKey(key_with_version(user.as_bytes(), version)),
+                InternalKey::new(key_with_version(user.as_bytes(), version)),
                 value,
             );
         }
@@ -64,13 +64,13 @@ fn collect(t: &Arc<Table>, reverse: bool) -> crate::Result<Vec<(Vec<u8>, Vec<u8>
 }
 
 fn expect_forward(m: &Model, target: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    m.range(InternalKey(target.to_vec())..)
+    m.range(InternalKey::new(target.to_vec())..)
         .next()
         .map(|(k, v)| (k.0.clone(), v.clone()))
 }
 
 fn expect_reverse(m: &Model, target: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    m.range(..=InternalKey(target.to_vec()))
+    m.range(..=InternalKey::new(target.to_vec()))
         .next_back()
         .map(|(k, v)| (k.0.clone(), v.clone()))
 }
@@ -218,7 +218,7 @@ fn large_values_and_keys() {
     for i in 0..20u32 {
         let user = vec![b'k'; 300 + i as usize];
         m.insert(
-            InternalKey(key_with_version(&user, 1)),
+            InternalKey::new(key_with_version(&user, 1)),
             vec![i as u8; 100_000 * (i as usize % 3)],
         );
     }
@@ -382,7 +382,7 @@ proptest! {
     ) {
         let m: Model = entries
             .into_iter()
-            .map(|((u, v), val)| (InternalKey(key_with_version(&u, v)), val))
+            .map(|((u, v), val)| (InternalKey::new(key_with_version(&u, v)), val))
             .collect();
         let compression = if zstd { Compression::Zstd(1) } else { Compression::None };
         let t = open(build(&m, opts(block_size, compression)), None).unwrap();
@@ -395,14 +395,14 @@ proptest! {
             let mut it = TableIter::new(t.clone(), reverse);
             it.seek(&target).unwrap();
             let expected: Vec<_> = if reverse {
-                m.range(..=InternalKey(target.clone())).rev().take(steps).map(|(k, _)| k.0.clone()).collect()
+                m.range(..=InternalKey::new(target.clone())).rev().take(steps).map(|(k, _)| k.0.clone()).collect()
             } else {
-                m.range(InternalKey(target.clone())..).take(steps).map(|(k, _)| k.0.clone()).collect()
+                m.range(InternalKey::new(target.clone())..).take(steps).map(|(k, _)| k.0.clone()).collect()
             };
             for k in &expected {
                 prop_assert!(it.valid());
                 prop_assert_eq!(it.key(), &k[..]);
-                prop_assert_eq!(it.value(), &m[&InternalKey(k.clone())][..]);
+                prop_assert_eq!(it.value(), &m[&InternalKey::new(k.clone())][..]);
                 it.next().unwrap();
             }
             if expected.len() < steps {
