@@ -83,6 +83,19 @@ pub enum Error {
     #[error("database directory {0} is locked by another process or handle")]
     Locked(PathBuf),
 
+    /// The database was opened read-only.
+    #[error("database is open read-only")]
+    ReadOnly,
+
+    /// Encryption failed: a wrong or missing key, or an undecryptable file.
+    #[error("encryption error: {0}")]
+    Encryption(String),
+
+    /// The call does not fit the database's mode or its arguments are
+    /// invalid (for example a commit timestamp outside managed mode).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -29,5 +29,5 @@ mod vlog;
 pub use db::{CheckReport, Db, Item, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use iter::{Iter, IterOptions};
-pub use options::{Compression, Options};
+pub use options::{Compression, EncryptionKey, Options};
 pub use txn::{Entry, Txn};

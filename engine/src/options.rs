@@ -3,6 +3,7 @@
 use crate::fs::{Fs, MemFs, PosixFs};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Block compression for tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +12,16 @@ pub enum Compression {
     None,
     /// Each block compressed with zstd at the given level.
     Zstd(i32),
+}
+
+/// A 256-bit master key. Its `Debug` output never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(<redacted>)")
+    }
 }
 
 /// Options for opening a database. Start from [`Options::new`] (on disk) or
@@ -71,6 +82,23 @@ pub struct Options {
     /// Run compactions in background threads. Off only for tests that
     /// drive compaction by hand.
     pub background_compaction: bool,
+    /// Managed mode: the caller chooses read and commit timestamps
+    /// ([`crate::Db::begin_read_at`], [`crate::Txn::commit_at`]) and the
+    /// discard watermark ([`crate::Db::set_discard_ts`]).
+    pub managed: bool,
+    /// Versions at or below the discard timestamp kept per key (at least 1:
+    /// the newest).
+    pub num_versions_to_keep: usize,
+    /// Open without writing anything; several read-only handles (and
+    /// processes) may share a directory, but no writer.
+    pub read_only: bool,
+    /// How long `open` waits for the directory lock; `None` fails at once.
+    pub lock_timeout: Option<Duration>,
+    /// AES-256 master key: when set, every file is encrypted at rest with
+    /// data keys that are themselves stored encrypted under this key.
+    pub encryption_key: Option<EncryptionKey>,
+    /// How often a new data key is started for new files.
+    pub encryption_key_rotation: Duration,
     /// The file layer; chosen from `in_memory` unless set explicitly.
     pub fs: Option<Arc<dyn Fs>>,
 }
@@ -103,6 +131,12 @@ impl Options {
             max_txn_entries: 100_000,
             max_txn_bytes: 96 << 20,
             background_compaction: true,
+            managed: false,
+            num_versions_to_keep: 1,
+            read_only: false,
+            lock_timeout: None,
+            encryption_key: None,
+            encryption_key_rotation: Duration::from_secs(10 * 24 * 3600),
             fs: None,
         }
     }
@@ -153,6 +187,12 @@ impl Options {
         }
         if self.max_value_size > u32::MAX as usize / 2 {
             return bad("max_value_size must be below 2 GiB");
+        }
+        if self.num_versions_to_keep < 1 {
+            return bad("num_versions_to_keep must be at least 1");
+        }
+        if self.read_only && self.in_memory {
+            return bad("an in-memory database cannot be opened read-only");
         }
         if let Compression::Zstd(l) = self.compression {
             if !(1..=22).contains(&l) {

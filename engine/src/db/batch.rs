@@ -23,6 +23,8 @@ pub struct WriteBatch {
     db: Db,
     txn: Txn,
     in_flight: Arc<InFlight>,
+    /// Managed mode: the timestamp every commit of the batch uses.
+    commit_ts: Option<u64>,
 }
 
 /// Commits one batch may have outstanding before `set` waits.
@@ -35,6 +37,14 @@ impl WriteBatch {
             db,
             txn,
             in_flight: Arc::default(),
+            commit_ts: None,
+        }
+    }
+
+    pub(crate) fn new_at(db: Db, commit_ts: u64) -> WriteBatch {
+        WriteBatch {
+            commit_ts: Some(commit_ts),
+            ..WriteBatch::new(db)
         }
     }
 
@@ -81,14 +91,18 @@ impl WriteBatch {
             g.0 += 1;
         }
         let fl = self.in_flight.clone();
-        txn.commit_with_callback(move |res| {
+        let done = move |res: Result<()>| {
             let mut g = fl.count.lock();
             g.0 -= 1;
             if let Err(e) = res {
                 g.1.get_or_insert(e);
             }
             fl.cv.notify_all();
-        });
+        };
+        match self.commit_ts {
+            Some(ts) => txn.commit_at_with_callback(ts, done),
+            None => txn.commit_with_callback(done),
+        }
         Ok(())
     }
 

@@ -126,6 +126,46 @@ impl Db {
         Txn::new(self.clone(), true, true)
     }
 
+    /// Managed mode: a read-only transaction at `read_ts`.
+    pub fn begin_read_at(&self, read_ts: u64) -> Result<Txn> {
+        self.require_managed()?;
+        self.inner.oracle.acquire_read_at(read_ts);
+        Ok(Txn::with_read_ts(self.clone(), false, false, read_ts))
+    }
+
+    /// Managed mode: a read-write transaction reading at `read_ts`; commit
+    /// it with [`Txn::commit_at`].
+    pub fn begin_write_at(&self, read_ts: u64) -> Result<Txn> {
+        self.require_managed()?;
+        self.inner.oracle.acquire_read_at(read_ts);
+        Ok(Txn::with_read_ts(self.clone(), true, true, read_ts))
+    }
+
+    /// Managed mode: versions at or below `ts` that are not among the
+    /// newest `num_versions_to_keep` of their key may be dropped by
+    /// compaction. Reads below `ts` are no longer guaranteed.
+    pub fn set_discard_ts(&self, ts: u64) -> Result<()> {
+        self.require_managed()?;
+        self.inner.oracle.set_discard_ts(ts);
+        Ok(())
+    }
+
+    /// Managed mode: a bulk-load batch whose commits all use `commit_ts`.
+    pub fn write_batch_at(&self, commit_ts: u64) -> Result<WriteBatch> {
+        self.require_managed()?;
+        Ok(WriteBatch::new_at(self.clone(), commit_ts))
+    }
+
+    fn require_managed(&self) -> Result<()> {
+        if self.inner.opts.managed {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "this call needs a database opened in managed mode".into(),
+            ))
+        }
+    }
+
     /// A write-only transaction without read tracking, for bulk loads.
     pub(crate) fn begin_batch_txn(&self) -> Txn {
         Txn::new(self.clone(), true, false)
@@ -180,6 +220,7 @@ impl Db {
             entries: Vec::new(),
             commit_ts: 0,
             sync: false,
+            rewrite: false,
             done: Box::new(move |r| {
                 if r.is_ok() && !inner.mem.read().active.is_empty() {
                     inner.rotate_memtable();

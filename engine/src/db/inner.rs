@@ -176,7 +176,7 @@ impl DbInner {
                 immutables: VecDeque::new(),
             }),
             levels: Levels::new(version),
-            oracle: Oracle::new(max_version),
+            oracle: Oracle::new(max_version, opts.managed),
             cache,
             next_file_id: AtomicU64::new(next_file_id),
             write_tx: Mutex::new(None),

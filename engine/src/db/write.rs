@@ -27,6 +27,9 @@ pub(crate) struct WriteRequest {
     pub(crate) commit_ts: u64,
     /// Wait for fsync even if `sync_writes` is off.
     pub(crate) sync: bool,
+    /// The entries rewrite existing versions (value-log GC): they neither
+    /// follow commit order nor change what is visible.
+    pub(crate) rewrite: bool,
     /// Called once with the outcome.
     pub(crate) done: Box<dyn FnOnce(Result<()>) + Send>,
 }
@@ -88,12 +91,17 @@ impl DbInner {
         self.make_room()?;
         // Requests without entries are control markers (see `Db::flush`).
         let commits = || group.iter().filter(|r| !r.entries.is_empty());
-        debug_assert!(commits()
-            .zip(commits().skip(1))
-            .all(|(a, b)| a.commit_ts < b.commit_ts));
-        let Some(last_ts) = commits().map(|r| r.commit_ts).max() else {
+        let ordered = || commits().filter(|r| !r.rewrite);
+        debug_assert!(
+            self.opts.managed
+                || ordered()
+                    .zip(ordered().skip(1))
+                    .all(|(a, b)| a.commit_ts < b.commit_ts)
+        );
+        if commits().next().is_none() {
             return Ok(());
-        };
+        }
+        let last_ts = ordered().map(|r| r.commit_ts).max();
         let threshold = self.opts.value_threshold;
         let n_entries: usize = group.iter().map(|r| r.entries.len()).sum();
         let mut applied: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(n_entries);
@@ -146,7 +154,9 @@ impl DbInner {
             mem.insert(k, v);
         }
         mem.set_vlog_end(end);
-        self.oracle.set_visible(last_ts);
+        if let Some(ts) = last_ts {
+            self.oracle.set_visible(ts);
+        }
         Ok(())
     }
 

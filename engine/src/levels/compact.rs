@@ -261,7 +261,11 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
     let mut outputs: Vec<TableBuilder> = Vec::new();
     let mut builder = TableBuilder::new(db.table_options());
     let mut cur_key: Option<Vec<u8>> = None;
-    let mut kept_old = false;
+    // Per user key: versions at or below the discard timestamp seen so far,
+    // and whether the rest of them is hidden behind a deletion.
+    let mut old_seen = 0usize;
+    let mut old_hidden = false;
+    let keep_old = db.opts.num_versions_to_keep;
     let mut dropped = 0u64;
     while it.valid() {
         let ik = it.key();
@@ -272,17 +276,24 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
                 outputs.push(full);
             }
             cur_key = Some(uk.to_vec());
-            kept_old = false;
+            old_seen = 0;
+            old_hidden = false;
         }
         let keep = if key_version(ik) > discard_ts {
             true
-        } else if kept_old {
+        } else if old_hidden || old_seen >= keep_old {
             false
         } else {
-            kept_old = true;
-            let vs = ValueStruct::decode(it.value());
-            let gone = vs.as_ref().is_some_and(|v| v.is_deleted_or_expired(now));
-            !(gone && bottommost)
+            // Versions older than a deletion (or an expired entry) are
+            // invisible to every reader at or above the discard timestamp.
+            let gone =
+                ValueStruct::decode(it.value()).is_some_and(|v| v.is_deleted_or_expired(now));
+            let newest_old = old_seen == 0;
+            old_seen += 1;
+            old_hidden = gone;
+            // The newest old version must stay (as a marker) while a deeper
+            // level may still hold older data for the key.
+            !(gone && (bottommost || !newest_old))
         };
         if keep {
             builder.add(ik, it.value());

@@ -28,6 +28,10 @@ struct Inner {
 pub(crate) struct Oracle {
     inner: Mutex<Inner>,
     visible_ts: AtomicU64,
+    /// Managed mode: the caller picks timestamps and the discard watermark.
+    managed: bool,
+    /// The caller's discard watermark (managed mode only).
+    managed_discard_ts: AtomicU64,
 }
 
 /// Why a commit could not be given a timestamp.
@@ -37,8 +41,10 @@ pub(crate) enum CommitRefused {
 
 impl Oracle {
     /// An oracle whose last durable commit was `last_ts`.
-    pub(crate) fn new(last_ts: u64) -> Oracle {
+    pub(crate) fn new(last_ts: u64, managed: bool) -> Oracle {
         Oracle {
+            managed,
+            managed_discard_ts: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 next_ts: last_ts + 1,
                 committed: VecDeque::new(),
@@ -55,6 +61,12 @@ impl Oracle {
         let ts = self.visible_ts.load(Ordering::Acquire);
         *g.active.entry(ts).or_insert(0) += 1;
         ts
+    }
+
+    /// Registers a caller-chosen read timestamp (managed mode); pair with
+    /// [`Oracle::release_read`].
+    pub(crate) fn acquire_read_at(&self, ts: u64) {
+        *self.inner.lock().active.entry(ts).or_insert(0) += 1;
     }
 
     /// Releases a read timestamp from [`Oracle::acquire_read`].
@@ -98,21 +110,57 @@ impl Oracle {
         enqueue: impl FnOnce(u64) -> T,
     ) -> Result<T, CommitRefused> {
         let mut g = self.inner.lock();
-        if !reads.is_empty() {
-            for (ts, written) in g.committed.iter().rev() {
-                if *ts <= read_ts {
-                    break;
-                }
-                if written.iter().any(|w| reads.contains(w)) {
-                    return Err(CommitRefused::Conflict);
-                }
-            }
+        if self.has_conflict(&g, read_ts, reads) {
+            return Err(CommitRefused::Conflict);
         }
         let ts = g.next_ts;
         g.next_ts += 1;
         g.committed.push_back((ts, writes));
         self.prune(&mut g);
         Ok(enqueue(ts))
+    }
+
+    /// Managed mode: like [`Oracle::commit`] with the caller's `commit_ts`.
+    pub(crate) fn commit_at<T>(
+        &self,
+        read_ts: u64,
+        reads: &[u64],
+        writes: Vec<u64>,
+        commit_ts: u64,
+        enqueue: impl FnOnce(u64) -> T,
+    ) -> Result<T, CommitRefused> {
+        debug_assert!(self.managed);
+        let mut g = self.inner.lock();
+        if self.has_conflict(&g, read_ts, reads) {
+            return Err(CommitRefused::Conflict);
+        }
+        g.next_ts = g.next_ts.max(commit_ts + 1);
+        g.committed.push_back((commit_ts, writes));
+        self.prune(&mut g);
+        Ok(enqueue(commit_ts))
+    }
+
+    fn has_conflict(&self, g: &Inner, read_ts: u64, reads: &[u64]) -> bool {
+        if reads.is_empty() {
+            return false;
+        }
+        let newer = |ts: &u64| *ts > read_ts;
+        if self.managed {
+            g.committed
+                .iter()
+                .any(|(ts, w)| newer(ts) && w.iter().any(|x| reads.contains(x)))
+        } else {
+            g.committed
+                .iter()
+                .rev()
+                .take_while(|(ts, _)| newer(ts))
+                .any(|(_, w)| w.iter().any(|x| reads.contains(x)))
+        }
+    }
+
+    /// Managed mode: sets the discard watermark.
+    pub(crate) fn set_discard_ts(&self, ts: u64) {
+        self.managed_discard_ts.store(ts, Ordering::Release);
     }
 
     /// Called by the commit thread once every commit up to `ts` is applied.
@@ -129,6 +177,9 @@ impl Oracle {
     /// The oldest timestamp any reader may still read at: versions older
     /// than the newest one at or below it are invisible to everyone.
     pub(crate) fn discard_ts(&self) -> u64 {
+        if self.managed {
+            return self.managed_discard_ts.load(Ordering::Acquire);
+        }
         let g = self.inner.lock();
         let visible = self.visible_ts.load(Ordering::Acquire);
         g.active
@@ -146,7 +197,7 @@ mod tests {
 
     #[test]
     fn conflicts_only_with_newer_overlapping_commits() {
-        let o = Oracle::new(0);
+        let o = Oracle::new(0, false);
         let r1 = o.acquire_read();
         let r2 = o.acquire_read();
         let c1 = o.commit(r1, &[1], vec![1], |ts| ts).ok().unwrap();
@@ -166,7 +217,7 @@ mod tests {
 
     #[test]
     fn discard_ts_tracks_oldest_reader() {
-        let o = Oracle::new(10);
+        let o = Oracle::new(10, false);
         let r = o.acquire_read();
         let c = o.commit(r, &[], vec![], |ts| ts).ok().unwrap();
         o.set_visible(c);

@@ -85,6 +85,12 @@ pub struct Txn {
 impl Txn {
     pub(crate) fn new(db: Db, update: bool, track_reads: bool) -> Txn {
         let read_ts = db.inner().oracle.acquire_read();
+        Txn::with_read_ts(db, update, track_reads, read_ts)
+    }
+
+    /// A transaction reading at `read_ts`, already registered with the
+    /// oracle.
+    pub(crate) fn with_read_ts(db: Db, update: bool, track_reads: bool, read_ts: u64) -> Txn {
         Txn {
             db,
             read_ts,
@@ -269,9 +275,54 @@ impl Txn {
         rx.recv().unwrap_or(Err(Error::Closed))
     }
 
+    /// Managed mode: commits at the caller's `commit_ts` and waits. The
+    /// caller guarantees that timestamps only grow for any one key.
+    pub fn commit_at(self, commit_ts: u64) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.commit_at_with_callback(commit_ts, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Managed mode: [`Txn::commit_at`] without waiting.
+    pub fn commit_at_with_callback(
+        self,
+        commit_ts: u64,
+        callback: impl FnOnce(Result<()>) + Send + 'static,
+    ) {
+        if !self.inner().opts.managed {
+            callback(Err(Error::InvalidArgument(
+                "commit_at needs a database opened in managed mode".into(),
+            )));
+            return;
+        }
+        if commit_ts == 0 {
+            callback(Err(Error::InvalidArgument(
+                "commit timestamp 0 is reserved".into(),
+            )));
+            return;
+        }
+        self.commit_inner(Some(commit_ts), Box::new(callback));
+    }
+
     /// Commits without waiting: `callback` runs on the commit thread with
     /// the outcome (a conflict is reported before this returns).
-    pub fn commit_with_callback(mut self, callback: impl FnOnce(Result<()>) + Send + 'static) {
+    pub fn commit_with_callback(self, callback: impl FnOnce(Result<()>) + Send + 'static) {
+        if self.inner().opts.managed && !self.pending.is_empty() {
+            callback(Err(Error::InvalidArgument(
+                "a managed-mode database commits with commit_at".into(),
+            )));
+            return;
+        }
+        self.commit_inner(None, Box::new(callback));
+    }
+
+    fn commit_inner(
+        mut self,
+        commit_ts: Option<u64>,
+        callback: Box<dyn FnOnce(Result<()>) + Send>,
+    ) {
         if let Err(e) = self.check_open() {
             callback(Err(e));
             return;
@@ -299,22 +350,26 @@ impl Txn {
                 version: 0,
             })
             .collect();
-        let mut callback: Option<Box<dyn FnOnce(Result<()>) + Send>> = Some(Box::new(callback));
+        let mut callback: Option<Box<dyn FnOnce(Result<()>) + Send>> = Some(callback);
         let slot = &mut callback;
-        let sent = inner
-            .oracle
-            .commit(self.read_ts, &reads, writes, move |ts| {
-                for e in &mut entries {
-                    e.version = ts;
-                }
-                let done = slot.take().expect("callback present until sent");
-                tx.send(WriteRequest {
-                    entries,
-                    commit_ts: ts,
-                    sync: false,
-                    done,
-                })
-            });
+        let enqueue = move |ts: u64| {
+            for e in &mut entries {
+                e.version = ts;
+            }
+            let done = slot.take().expect("callback present until sent");
+            tx.send(WriteRequest {
+                entries,
+                commit_ts: ts,
+                sync: false,
+                rewrite: false,
+                done,
+            })
+        };
+        let oracle = &inner.oracle;
+        let sent = match commit_ts {
+            Some(ts) => oracle.commit_at(self.read_ts, &reads, writes, ts, enqueue),
+            None => oracle.commit(self.read_ts, &reads, writes, enqueue),
+        };
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(crossbeam_channel::SendError(req))) => (req.done)(Err(Error::Closed)),
