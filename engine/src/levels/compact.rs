@@ -288,12 +288,11 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
             // invisible to every reader at or above the discard timestamp.
             let gone =
                 ValueStruct::decode(it.value()).is_some_and(|v| v.is_deleted_or_expired(now));
-            let newest_old = old_seen == 0;
             old_seen += 1;
             old_hidden = gone;
-            // The newest old version must stay (as a marker) while a deeper
-            // level may still hold older data for the key.
-            !(gone && (bottommost || !newest_old))
+            // A deletion stays as a marker while a deeper level may still
+            // hold older versions of the key.
+            !(gone && bottommost)
         };
         if keep {
             builder.add(ik, it.value());
