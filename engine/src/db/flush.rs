@@ -65,7 +65,7 @@ impl DbInner {
         edits.push(ManifestEdit::VlogHead { fid, offset });
         edits.push(ManifestEdit::NextFileId(self.next_file_id()));
         edits.push(ManifestEdit::MaxVersion(m.max_version()));
-        self.manifest.lock().apply(&edits)?;
+        self.apply_edits(&edits)?;
         if let Some(t) = table {
             self.levels.add_l0(t);
         }

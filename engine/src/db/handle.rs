@@ -69,6 +69,12 @@ impl Db {
     /// recovers whatever a crash left in the value log.
     pub fn open(opts: Options) -> Result<Db> {
         let inner = Arc::new(DbInner::open(opts)?);
+        if inner.opts.read_only {
+            return Ok(Db {
+                _guard: Arc::new(CloseOnDrop(inner.clone())),
+                inner,
+            });
+        }
         let (wtx, wrx) = crossbeam_channel::unbounded();
         let (ftx, frx) = crossbeam_channel::unbounded();
         *inner.write_tx.lock() = Some(wtx);
@@ -207,10 +213,18 @@ impl Db {
         self.inner.check_bg_error()
     }
 
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(())
+    }
+
     /// Writes the current memtable to a table and waits until every frozen
     /// memtable is flushed.
     pub fn flush(&self) -> Result<()> {
-        self.check_open()?;
+        self.check_writable()?;
         // Rotation must happen on the commit thread's side of the queue so
         // that it falls between two commits; an empty commit does that.
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -247,7 +261,7 @@ impl Db {
 
     /// Waits until no level needs compaction.
     pub fn wait_for_compactions(&self) -> Result<()> {
-        self.check_open()?;
+        self.check_writable()?;
         self.inner.compact_all(false)
     }
 
@@ -324,6 +338,10 @@ fn close_inner(inner: &Arc<DbInner>) -> Result<()> {
         .partition(|t| t.thread().name() == Some("sett-commit"));
     for t in commit {
         let _ = t.join();
+    }
+    if inner.opts.read_only {
+        inner.dir_lock.lock().take();
+        return Ok(());
     }
     let mut result = inner.check_bg_error();
     if result.is_ok() && !inner.mem.read().active.is_empty() {

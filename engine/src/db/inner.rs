@@ -48,7 +48,8 @@ pub(crate) struct DbInner {
     pub(crate) dir: PathBuf,
     /// The directory lock; released at close.
     pub(crate) dir_lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
-    pub(crate) manifest: Mutex<Manifest>,
+    /// `None` when opened read-only.
+    manifest: Mutex<Option<Manifest>>,
     pub(crate) vlog: ValueLog,
     pub(crate) mem: RwLock<MemState>,
     pub(crate) levels: Levels,
@@ -64,6 +65,34 @@ pub(crate) struct DbInner {
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Takes the directory lock (shared when read-only), retrying until
+/// `opts.lock_timeout` passes.
+fn take_lock(
+    fs: &dyn Fs,
+    dir: &std::path::Path,
+    opts: &Options,
+) -> Result<Box<dyn Any + Send + Sync>> {
+    let path = dir.join("LOCK");
+    let deadline = opts.lock_timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let r = if opts.read_only {
+            fs.lock_shared(&path)
+        } else {
+            fs.lock(&path)
+        };
+        match r {
+            Ok(g) => return Ok(g),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if deadline.is_none_or(|d| std::time::Instant::now() >= d) {
+                    return Err(Error::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+}
+
 /// Name of table file `id`.
 pub(crate) fn table_name(id: u64) -> String {
     format!("{id:06}.sst")
@@ -74,14 +103,17 @@ impl DbInner {
     /// background thread runs yet.
     pub(crate) fn open(opts: Options) -> Result<DbInner> {
         opts.validate()?;
-        let fs = opts.file_system();
         let dir = opts.dir.clone();
-        fs.create_dir_all(&dir)?;
-        let lock = fs.lock(&dir.join("LOCK")).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => Error::Locked(dir.clone()),
-            _ => Error::Io(e),
-        })?;
-        let (manifest, state) = Manifest::open(fs.clone(), &dir)?;
+        let raw_fs = opts.file_system();
+        raw_fs.create_dir_all(&dir)?;
+        let lock = take_lock(&*raw_fs, &dir, &opts)?;
+        let fs = crate::fs::encrypted::wrap(raw_fs, &opts)?;
+        let (manifest, state) = if opts.read_only {
+            (None, Manifest::read_state(&*fs, &dir)?)
+        } else {
+            let (m, s) = Manifest::open(fs.clone(), &dir)?;
+            (Some(m), s)
+        };
         let cache =
             (opts.block_cache_size > 0).then(|| Arc::new(BlockCache::new(opts.block_cache_size)));
 
@@ -115,7 +147,12 @@ impl DbInner {
             return Err(Error::corruption(dir.join("MANIFEST"), 0, bad));
         }
         // Files a crash left behind: tables never recorded, temporaries.
-        for name in fs.list(&dir)? {
+        let names = if opts.read_only {
+            Vec::new()
+        } else {
+            fs.list(&dir)?
+        };
+        for name in names {
             let stray_table = name
                 .strip_suffix(".sst")
                 .and_then(|n| n.parse::<u64>().ok())
@@ -126,7 +163,7 @@ impl DbInner {
             }
         }
 
-        let vlog = ValueLog::open(fs.clone(), &dir, opts.vlog_file_size)?;
+        let vlog = ValueLog::open(fs.clone(), &dir, opts.vlog_file_size, opts.read_only)?;
         let mem = Memtable::new(state.vlog_head);
         let threshold = opts.value_threshold;
         let mut replayed = 0u64;
@@ -188,6 +225,14 @@ impl DbInner {
             threads: Mutex::new(Vec::new()),
             opts,
         })
+    }
+
+    /// Records `edits` in the manifest (durably, atomically).
+    pub(crate) fn apply_edits(&self, edits: &[crate::manifest::ManifestEdit]) -> Result<()> {
+        match &mut *self.manifest.lock() {
+            Some(m) => m.apply(edits),
+            None => Err(Error::ReadOnly),
+        }
     }
 
     /// Table-building options from the database options.

@@ -6,6 +6,7 @@ mod flush;
 mod handle;
 mod inner;
 mod item;
+mod subscribe;
 mod write;
 
 pub use batch::WriteBatch;

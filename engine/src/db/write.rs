@@ -157,6 +157,7 @@ impl DbInner {
         if let Some(ts) = last_ts {
             self.oracle.set_visible(ts);
         }
+        self.publish(group);
         Ok(())
     }
 

@@ -61,4 +61,7 @@ impl Fs for FaultFs {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
         self.inner.lock(path)
     }
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        self.inner.lock_shared(path)
+    }
 }

@@ -6,7 +6,7 @@
 use super::{FileBytes, Fs, FsFile};
 use parking_lot::{Mutex, RwLock};
 use std::any::Any;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +30,8 @@ struct State {
 #[derive(Debug, Default, Clone)]
 pub struct MemFs {
     state: Arc<Mutex<State>>,
-    locks: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Held locks: `None` = exclusive, `Some(n)` = n shared holders.
+    locks: Arc<Mutex<HashMap<PathBuf, Option<usize>>>>,
 }
 
 #[derive(Debug)]
@@ -40,13 +41,19 @@ struct MemFile {
 }
 
 struct LockGuard {
-    locks: Arc<Mutex<HashSet<PathBuf>>>,
+    locks: Arc<Mutex<HashMap<PathBuf, Option<usize>>>>,
     path: PathBuf,
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.locks.lock().remove(&self.path);
+        let mut locks = self.locks.lock();
+        match locks.get_mut(&self.path) {
+            Some(Some(n)) if *n > 1 => *n -= 1,
+            _ => {
+                locks.remove(&self.path);
+            }
+        }
     }
 }
 
@@ -182,11 +189,29 @@ impl Fs for MemFs {
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
         let mut locks = self.locks.lock();
-        if !locks.insert(path.to_path_buf()) {
+        if locks.contains_key(path) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "lock held elsewhere",
             ));
+        }
+        locks.insert(path.to_path_buf(), None);
+        Ok(Box::new(LockGuard {
+            locks: self.locks.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        let mut locks = self.locks.lock();
+        match locks.entry(path.to_path_buf()).or_insert(Some(0)) {
+            Some(n) => *n += 1,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "lock held elsewhere",
+                ))
+            }
         }
         Ok(Box::new(LockGuard {
             locks: self.locks.clone(),

@@ -3,6 +3,7 @@
 //! ([`MemFs`], the in-memory mode) or on a layer that can simulate a power
 //! cut by dropping whatever was not synced ([`FaultFs`], for tests).
 
+pub(crate) mod encrypted;
 mod fault;
 mod mem;
 mod posix;
@@ -47,6 +48,10 @@ pub trait Fs: Send + Sync + Debug + 'static {
     /// `WouldBlock` if someone else holds it. The lock lasts as long as the
     /// returned guard.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
+    /// Takes a shared lock on `path` (creating it): any number of shared
+    /// holders, but never together with an exclusive one. Fails at once
+    /// with `WouldBlock` if an exclusive lock is held.
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
 }
 
 /// An open file: positional reads, appends at the end, sync.

@@ -101,14 +101,31 @@ impl Fs for PosixFs {
             .create(true)
             .truncate(false)
             .open(path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "lock held elsewhere",
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
-        }
+        lock_result(file.try_lock(), file)
+    }
+
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        lock_result(file.try_lock_shared(), file)
+    }
+}
+
+fn lock_result(
+    r: Result<(), std::fs::TryLockError>,
+    file: File,
+) -> io::Result<Box<dyn Any + Send + Sync>> {
+    match r {
+        Ok(()) => Ok(Box::new(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "lock held elsewhere",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 

@@ -232,7 +232,7 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
         // Nothing to merge with: move the table down as it is.
         let t = c.top[0].clone();
         let meta = table_meta(&t, out_level);
-        db.manifest.lock().apply(&[
+        db.apply_edits(&[
             ManifestEdit::DeleteTable { id: t.id() },
             ManifestEdit::AddTable(meta),
         ])?;
@@ -320,7 +320,7 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
             .map(|t| ManifestEdit::AddTable(table_meta(t, out_level))),
     );
     edits.push(ManifestEdit::NextFileId(db.next_file_id()));
-    db.manifest.lock().apply(&edits)?;
+    db.apply_edits(&edits)?;
     tracing::debug!(
         level = c.level,
         inputs = removed.len(),

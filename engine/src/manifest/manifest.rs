@@ -102,6 +102,22 @@ impl Manifest {
         Self::open_with(fs, dir, ManifestOptions::default())
     }
 
+    /// Replays `dir/MANIFEST` without changing anything on disk (read-only
+    /// opens). A torn last record is ignored, not cut.
+    pub(crate) fn read_state(fs: &dyn Fs, dir: &Path) -> Result<ManifestState> {
+        let path = join(dir, MANIFEST_FILE);
+        if !fs.exists(&path) {
+            return Err(Error::InvalidArgument(format!(
+                "no database in {} to open read-only",
+                dir.display()
+            )));
+        }
+        let bytes = fs.read_all(&path)?;
+        let replayed = replay(&path, (*bytes).as_ref())?;
+        replayed.state.check_invariants();
+        Ok(replayed.state)
+    }
+
     /// [`Manifest::open`] with explicit rewrite thresholds.
     pub(crate) fn open_with(
         fs: Arc<dyn Fs>,

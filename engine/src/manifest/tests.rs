@@ -564,6 +564,9 @@ impl Fs for ProbeFs {
     fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
         self.inner.lock(path)
     }
+    fn lock_shared(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        self.inner.lock_shared(path)
+    }
 }
 
 impl FsFile for ProbeFile {

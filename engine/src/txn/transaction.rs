@@ -202,6 +202,9 @@ impl Txn {
         expires_at: u64,
     ) -> Result<()> {
         self.check_open()?;
+        if self.inner().opts.read_only {
+            return Err(Error::ReadOnly);
+        }
         if !self.update {
             return Err(Error::ReadOnlyTxn);
         }

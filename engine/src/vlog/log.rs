@@ -57,6 +57,8 @@ pub(crate) struct ValueLog {
     max_file_bytes: u64,
     /// Value reads served from the log (observability and tests).
     reads: AtomicU64,
+    /// Opened read-only: replay never repairs anything on disk.
+    read_only: bool,
 }
 
 /// Start of a record header (for building records in place).
@@ -80,7 +82,12 @@ impl ValueLog {
     /// Opens the log in `dir`. Existing files are opened for reading; the
     /// newest becomes the append target after [`ValueLog::replay`] has cut
     /// any torn tail. With no files, file 1 is created.
-    pub(crate) fn open(fs: Arc<dyn Fs>, dir: &Path, max_file_bytes: u64) -> Result<ValueLog> {
+    pub(crate) fn open(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        max_file_bytes: u64,
+        read_only: bool,
+    ) -> Result<ValueLog> {
         let mut files = BTreeMap::new();
         for name in fs.list(dir)? {
             if let Some(fid) = parse_vlog_name(&name) {
@@ -89,6 +96,12 @@ impl ValueLog {
         }
         let (fid, file) = match files.iter().next_back() {
             Some((fid, f)) => (*fid, f.clone()),
+            None if read_only => {
+                // Nothing to read and nothing may be written: the append
+                // target is a scratch file that never reaches the disk.
+                let scratch = crate::fs::MemFs::new().create(&dir.join(vlog_name(1)))?;
+                (1, scratch)
+            }
             None => {
                 let f = create_file(&*fs, dir, 1)?;
                 files.insert(1, f.clone());
@@ -108,6 +121,7 @@ impl ValueLog {
             }),
             max_file_bytes,
             reads: AtomicU64::new(0),
+            read_only,
         })
     }
 
@@ -155,6 +169,10 @@ impl ValueLog {
                     "value log ends before the recorded replay point",
                 ));
             }
+            if data.len() < HEADER_LEN as usize && self.read_only {
+                end = (fid, HEADER_LEN);
+                continue;
+            }
             if data.len() < HEADER_LEN as usize {
                 // A new file whose header never reached the disk.
                 file.truncate(0)?;
@@ -186,6 +204,10 @@ impl ValueLog {
                         let is_tail = Some(fid) == newest && !any_record_after(&data, off + 1);
                         if !is_tail {
                             return Err(Error::corruption(&path, off as u64, reason));
+                        }
+                        if self.read_only {
+                            tracing::warn!(file = %path.display(), offset = off, reason, "ignoring torn tail of value log (read-only)");
+                            break;
                         }
                         tracing::warn!(file = %path.display(), offset = off, reason, "cutting torn tail of value log");
                         file.truncate(off as u64)?;
@@ -419,7 +441,7 @@ mod tests {
         let fs: Arc<dyn Fs> = Arc::new(MemFs::new());
         let dir = Path::new("/db");
         fs.create_dir_all(dir).unwrap();
-        let log = ValueLog::open(fs.clone(), dir, 1 << 20).unwrap();
+        let log = ValueLog::open(fs.clone(), dir, 1 << 20, false).unwrap();
         let p1 = write(&log, &[entry(b"a", b"1", 1), entry(b"b", b"2", 1)]);
         let p2 = write(&log, &[entry(b"c", b"3", 2)]);
         assert_eq!(log.read_value(p1[1]).unwrap(), b"2");
@@ -430,7 +452,7 @@ mod tests {
         let f = fs.open(&dir.join(vlog_name(1))).unwrap();
         f.truncate(end.1 - 3).unwrap();
         drop(log);
-        let log = ValueLog::open(fs.clone(), dir, 1 << 20).unwrap();
+        let log = ValueLog::open(fs.clone(), dir, 1 << 20, false).unwrap();
         let mut seen = Vec::new();
         let got_end = log.replay((1, 0), |e, _| seen.push(e.key)).unwrap();
         assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
@@ -445,7 +467,7 @@ mod tests {
         let fs: Arc<dyn Fs> = Arc::new(MemFs::new());
         let dir = Path::new("/db");
         fs.create_dir_all(dir).unwrap();
-        let log = ValueLog::open(fs.clone(), dir, 1 << 20).unwrap();
+        let log = ValueLog::open(fs.clone(), dir, 1 << 20, false).unwrap();
         let p1 = write(&log, &[entry(b"a", b"1", 1)]);
         write(&log, &[entry(b"b", b"2", 2)]);
         drop(log);
@@ -455,7 +477,7 @@ mod tests {
         bytes[p1[0].offset as usize + 3] ^= 1;
         let f = fs.create(&path).unwrap();
         f.append(&bytes).unwrap();
-        let log = ValueLog::open(fs, dir, 1 << 20).unwrap();
+        let log = ValueLog::open(fs, dir, 1 << 20, false).unwrap();
         let err = log.replay((1, 0), |_, _| {}).unwrap_err();
         assert!(err.is_corruption(), "{err}");
     }
@@ -465,7 +487,7 @@ mod tests {
         let fs: Arc<dyn Fs> = Arc::new(MemFs::new());
         let dir = Path::new("/db");
         fs.create_dir_all(dir).unwrap();
-        let log = ValueLog::open(fs.clone(), dir, 1 << 16).unwrap();
+        let log = ValueLog::open(fs.clone(), dir, 1 << 16, false).unwrap();
         let big = vec![1u8; 40_000];
         let a = write(&log, &[entry(b"a", &big, 1)]);
         let b = write(&log, &[entry(b"b", &big, 2)]);
