@@ -14,7 +14,8 @@ fn readers_share_and_writers_are_kept_out() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(Options::new(dir.path())).unwrap();
     db.update(|t| t.set(b"a".to_vec(), b"1".to_vec())).unwrap();
-    db.update(|t| t.set(b"big".to_vec(), vec![7u8; 4096])).unwrap();
+    db.update(|t| t.set(b"big".to_vec(), vec![7u8; 4096]))
+        .unwrap();
     // A reader cannot join a writer.
     assert!(matches!(Db::open(ro(dir.path())), Err(Error::Locked(_))));
     db.close().unwrap();
@@ -26,10 +27,16 @@ fn readers_share_and_writers_are_kept_out() {
     assert_eq!(r2.get(b"big").unwrap(), Some(vec![7u8; 4096]));
     r1.check().unwrap();
     // No writer while readers hold the directory.
-    assert!(matches!(Db::open(Options::new(dir.path())), Err(Error::Locked(_))));
+    assert!(matches!(
+        Db::open(Options::new(dir.path())),
+        Err(Error::Locked(_))
+    ));
     // Writes are refused.
     let mut t = r1.begin_write();
-    assert!(matches!(t.set(b"x".to_vec(), b"y".to_vec()), Err(Error::ReadOnly)));
+    assert!(matches!(
+        t.set(b"x".to_vec(), b"y".to_vec()),
+        Err(Error::ReadOnly)
+    ));
     assert!(matches!(r1.flush(), Err(Error::ReadOnly)));
     r1.close().unwrap();
     r2.close().unwrap();
@@ -45,7 +52,8 @@ fn read_only_open_of_unflushed_data_replays_without_writing() {
         o.memtable_size = 1 << 20;
         let db = Db::open(o).unwrap();
         for i in 0..100u32 {
-            db.update(|t| t.set(i.to_be_bytes().to_vec(), vec![1u8; 100])).unwrap();
+            db.update(|t| t.set(i.to_be_bytes().to_vec(), vec![1u8; 100]))
+                .unwrap();
         }
         // Simulate a crash: no close, so the memtable is only in the log.
         std::mem::forget(db);

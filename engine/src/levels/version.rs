@@ -163,6 +163,24 @@ impl Levels {
         *cur = Arc::new(v);
     }
 
+    /// Adds ingested tables to `level` (L0: newer than all its tables;
+    /// deeper: not overlapping any table there).
+    pub(crate) fn install_ingested(&self, level: usize, mut tables: Vec<Arc<Table>>) {
+        let _busy = self.busy.lock();
+        let mut cur = self.current.write();
+        let mut v = (**cur).clone();
+        if level == 0 {
+            tables.sort_by_key(|t| std::cmp::Reverse(t.id()));
+            tables.extend(v.levels[0].drain(..));
+            v.levels[0] = tables;
+        } else {
+            v.levels[level].extend(tables);
+            v.levels[level].sort_by(|a, b| compare_keys(a.smallest(), b.smallest()));
+        }
+        debug_assert_eq!(v.check_invariants(), None);
+        *cur = Arc::new(v);
+    }
+
     /// Replaces `removed` tables by `added` ones (at `level`) atomically.
     pub(crate) fn replace(&self, removed: &HashSet<u64>, level: usize, added: Vec<Arc<Table>>) {
         let mut cur = self.current.write();

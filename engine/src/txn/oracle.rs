@@ -158,6 +158,14 @@ impl Oracle {
         }
     }
 
+    /// After an ingest of versions up to `ts`: later commits get larger
+    /// timestamps and readers see the ingested data.
+    pub(crate) fn advance_to(&self, ts: u64) {
+        let mut g = self.inner.lock();
+        g.next_ts = g.next_ts.max(ts + 1);
+        self.visible_ts.fetch_max(ts, Ordering::AcqRel);
+    }
+
     /// Managed mode: sets the discard watermark.
     pub(crate) fn set_discard_ts(&self, ts: u64) {
         self.managed_discard_ts.store(ts, Ordering::Release);
