@@ -171,7 +171,7 @@ impl Levels {
         let mut v = (**cur).clone();
         if level == 0 {
             tables.sort_by_key(|t| std::cmp::Reverse(t.id()));
-            tables.extend(v.levels[0].drain(..));
+            tables.append(&mut v.levels[0]);
             v.levels[0] = tables;
         } else {
             v.levels[level].extend(tables);
