@@ -28,6 +28,7 @@ pub(crate) fn compaction_loop(db: Arc<DbInner>) {
         }
         match pick_compaction(&db, false) {
             Some(c) => {
+                super::metrics::Metrics::add(&db.metrics.compactions, 1);
                 if let Err(e) = compact_once(&db, c) {
                     db.set_bg_error(format!("compaction failed: {e}"));
                 }
@@ -69,8 +70,11 @@ impl DbInner {
         if let Some(t) = table {
             self.levels.add_l0(t);
         }
+        super::metrics::Metrics::add(&self.metrics.flushes, 1);
         let popped = self.mem.write().immutables.pop_front();
         debug_assert!(popped.is_some_and(|p| Arc::ptr_eq(&p, m)));
+        // The flushed values' log copies now count as garbage on disk too.
+        self.vlog.persist_discard();
         self.notify_state_change();
         Ok(())
     }
@@ -110,7 +114,10 @@ impl DbInner {
         loop {
             self.check_bg_error()?;
             match pick_compaction(self, force) {
-                Some(c) => compact_once(self, c)?,
+                Some(c) => {
+                    super::metrics::Metrics::add(&self.metrics.compactions, 1);
+                    compact_once(self, c)?
+                }
                 None => {
                     if self.levels.busy.lock().is_empty() {
                         return Ok(());

@@ -1,6 +1,7 @@
 //! The public database handle.
 
 use super::flush::{compaction_loop, flush_loop};
+use super::metrics::Metrics;
 use super::write::writer_loop;
 use super::{DbInner, WriteBatch};
 use crate::format::now_secs;
@@ -51,6 +52,32 @@ pub struct Stats {
     pub immutable_memtables: usize,
     /// Newest visible commit timestamp.
     pub visible_ts: u64,
+    /// Point reads served (transactions' `get`).
+    pub gets: u64,
+    /// Commits applied (value-log GC moves not included).
+    pub commits: u64,
+    /// Entries written by those commits.
+    pub entries_written: u64,
+    /// Key and value bytes written by those commits.
+    pub bytes_written: u64,
+    /// Groups the commit thread wrote (each one append, at most one sync).
+    pub commit_groups: u64,
+    /// Value-log syncs for commits.
+    pub syncs: u64,
+    /// Memtables flushed to L0.
+    pub flushes: u64,
+    /// Compactions run (table moves included).
+    pub compactions: u64,
+    /// Commit groups that waited because L0 was full.
+    pub write_stalls: u64,
+    /// Commit groups delayed because L0 was filling up.
+    pub write_slowdowns: u64,
+    /// Block-cache lookups that hit.
+    pub cache_hits: u64,
+    /// Block-cache lookups that missed.
+    pub cache_misses: u64,
+    /// Bytes of blocks in the cache.
+    pub cache_bytes: u64,
 }
 
 /// What [`Db::check`] looked at.
@@ -268,6 +295,12 @@ impl Db {
     /// Counters and sizes.
     pub fn stats(&self) -> Stats {
         let v = self.inner.levels.current();
+        let m = &self.inner.metrics;
+        let (cache_hits, cache_misses) = self
+            .inner
+            .cache
+            .as_ref()
+            .map_or((0, 0), |c| c.hits_misses());
         Stats {
             tables_per_level: v.levels.iter().map(Vec::len).collect(),
             bytes_per_level: (0..v.levels.len()).map(|l| v.level_bytes(l)).collect(),
@@ -276,12 +309,26 @@ impl Db {
             vlog_reads: self.inner.vlog.reads(),
             immutable_memtables: self.inner.mem.read().immutables.len(),
             visible_ts: self.inner.oracle.visible_ts(),
+            gets: Metrics::get(&m.gets),
+            commits: Metrics::get(&m.commits),
+            entries_written: Metrics::get(&m.entries_written),
+            bytes_written: Metrics::get(&m.bytes_written),
+            commit_groups: Metrics::get(&m.commit_groups),
+            syncs: Metrics::get(&m.syncs),
+            flushes: Metrics::get(&m.flushes),
+            compactions: Metrics::get(&m.compactions),
+            write_stalls: Metrics::get(&m.write_stalls),
+            write_slowdowns: Metrics::get(&m.write_slowdowns),
+            cache_hits,
+            cache_misses,
+            cache_bytes: self.inner.cache.as_ref().map_or(0, |c| c.used_bytes()),
         }
     }
 
     /// Verifies the whole database: every table block's checksum, the
     /// level invariants, the order of all entries, and every value-log
-    /// entry still referenced. Returns the first problem as an error.
+    /// entry a snapshot can still read. Returns the first problem as an
+    /// error.
     pub fn check(&self) -> Result<CheckReport> {
         self.check_open()?;
         let mut report = CheckReport::default();
@@ -301,8 +348,21 @@ impl Db {
         it.rewind()?;
         let mut prev: Option<(Vec<u8>, u64)> = None;
         let now = now_secs();
+        // Per key, versions older than the newest one at or below the
+        // discard timestamp are invisible to every snapshot: value-log GC
+        // may already have deleted their values (compaction drops them).
+        let discard_ts = self.inner.oracle.discard_ts();
+        let mut hidden = false;
         while it.valid() {
             let item = it.item();
+            if prev
+                .as_ref()
+                .is_none_or(|(pk, _)| pk.as_slice() != item.key())
+            {
+                hidden = false;
+            }
+            let visible = !hidden;
+            hidden |= item.version() <= discard_ts;
             if let Some((pk, pv)) = &prev {
                 let ordered = pk.as_slice() < item.key()
                     || (pk.as_slice() == item.key() && *pv > item.version());
@@ -316,7 +376,7 @@ impl Db {
             }
             prev = Some((item.key().to_vec(), item.version()));
             report.entries += 1;
-            if item.value_in_log() && !item.vs.is_deleted_or_expired(now) {
+            if visible && item.value_in_log() && !item.vs.is_deleted_or_expired(now) {
                 item.value()?;
                 report.vlog_values += 1;
             }
@@ -330,6 +390,8 @@ fn close_inner(inner: &Arc<DbInner>) -> Result<()> {
     if inner.closing.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
+    // A running value-log GC notices `closing` and stops; wait for it.
+    drop(inner.vlog.gc.running.lock());
     // Stop the commit thread after it drains its queue.
     inner.write_tx.lock().take();
     let threads: Vec<_> = std::mem::take(&mut *inner.threads.lock());
@@ -359,6 +421,7 @@ fn close_inner(inner: &Arc<DbInner>) -> Result<()> {
     if result.is_ok() {
         result = inner.vlog.sync();
     }
+    inner.vlog.persist_discard();
     inner.levels.collect_garbage(&*inner.fs);
     inner.dir_lock.lock().take();
     result

@@ -3,6 +3,7 @@
 //! at most one fsync (group commit), then applies them to the memtable and
 //! makes them visible.
 
+use super::metrics::Metrics;
 use super::DbInner;
 use crate::format::{key_with_version, ValuePointer, ValueStruct, META_DELETE, META_VALUE_POINTER};
 use crate::memtable::Memtable;
@@ -21,7 +22,8 @@ const STALL_WAIT: Duration = Duration::from_millis(50);
 
 /// One commit on its way to the log.
 pub(crate) struct WriteRequest {
-    /// The commit's writes, all at `commit_ts`.
+    /// The commit's writes, all at `commit_ts` (a rewrite's entries keep
+    /// their own versions).
     pub(crate) entries: Vec<WriteEntry>,
     /// Commit timestamp.
     pub(crate) commit_ts: u64,
@@ -105,12 +107,25 @@ impl DbInner {
         let threshold = self.opts.value_threshold;
         let n_entries: usize = group.iter().map(|r| r.entries.len()).sum();
         let mut applied: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(n_entries);
+        // Value-log GC rewrites that are no longer current are left out
+        // (`db/gc.rs`); `None` keeps every entry of a request.
+        let keep = self.rewrite_filter(group);
+        let kept = |i: usize| keep.get(i).and_then(Option::as_ref);
+        // Bytes of this group the tree will not point at (discard stats).
+        let mut unreferenced = (0u32, 0u64);
         let end = self.vlog.append_with(size_hint, |(fid, base)| {
             let mut buf = Vec::with_capacity(size_hint);
-            for req in commits() {
+            let mut pointer_bytes = 0usize;
+            for (i, req) in group.iter().enumerate() {
+                if req.entries.is_empty() || kept(i).is_some_and(|k| !k.contains(&true)) {
+                    continue;
+                }
                 let start = begin_record(&mut buf);
-                for e in &req.entries {
-                    debug_assert_eq!(e.version, req.commit_ts);
+                for (j, e) in req.entries.iter().enumerate() {
+                    if kept(i).is_some_and(|k| !k[j]) {
+                        continue;
+                    }
+                    debug_assert!(req.rewrite || e.version == req.commit_ts);
                     let at = buf.len();
                     let n = encode_entry(&mut buf, e);
                     let vs = if e.meta & META_DELETE != 0 {
@@ -126,6 +141,7 @@ impl DbInner {
                             len: n as u32,
                             offset: base + at as u64,
                         };
+                        pointer_bytes += n;
                         ValueStruct {
                             meta: META_VALUE_POINTER,
                             user_meta: e.user_meta,
@@ -144,10 +160,23 @@ impl DbInner {
                 }
                 finish_record(&mut buf, start);
             }
+            unreferenced = (fid, (buf.len() - pointer_bytes) as u64);
             buf
         })?;
+        self.vlog
+            .discard
+            .add_written(unreferenced.0, unreferenced.1, end);
         if self.opts.sync_writes || group.iter().any(|r| r.sync) {
             self.vlog.sync()?;
+            Metrics::add(&self.metrics.syncs, 1);
+        }
+        let m = &self.metrics;
+        Metrics::add(&m.commit_groups, 1);
+        for r in commits().filter(|r| !r.rewrite) {
+            Metrics::add(&m.commits, 1);
+            Metrics::add(&m.entries_written, r.entries.len() as u64);
+            let bytes: usize = r.entries.iter().map(|e| e.key.len() + e.value.len()).sum();
+            Metrics::add(&m.bytes_written, bytes as u64);
         }
         let mem = self.mem.read().active.clone();
         for (k, v) in applied {
@@ -170,12 +199,14 @@ impl DbInner {
                 let l0 = self.levels.current().levels[0].len();
                 if l0 < self.opts.l0_stall_trigger {
                     if l0 >= self.opts.l0_slowdown_trigger {
+                        Metrics::add(&self.metrics.write_slowdowns, 1);
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     break;
                 }
                 self.check_bg_error()?;
                 tracing::debug!(l0, "writes stalled until L0 compaction catches up");
+                Metrics::add(&self.metrics.write_stalls, 1);
                 self.wait_state_change(STALL_WAIT);
             }
         }

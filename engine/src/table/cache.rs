@@ -11,6 +11,7 @@ use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::Weighter;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Cache key: (table id, block offset).
@@ -68,6 +69,8 @@ impl Hasher for KeyHasher {
 pub(crate) struct BlockCache {
     /// The underlying sharded cache.
     inner: Cache<Key, Arc<Block>, BlockWeighter, KeyHashBuilder, DefaultLifecycle<Key, Arc<Block>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl fmt::Debug for BlockCache {
@@ -92,13 +95,30 @@ impl BlockCache {
                 KeyHashBuilder,
                 DefaultLifecycle::default(),
             ),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
     /// The cached block at `offset` of table `table_id`.
     #[inline]
     pub(crate) fn get(&self, table_id: u64, offset: u64) -> Option<Arc<Block>> {
-        self.inner.get(&(table_id, offset))
+        let hit = self.inner.get(&(table_id, offset));
+        let counter = if hit.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    /// Lookups that found their block, and lookups that did not.
+    pub(crate) fn hits_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Caches `block` as the block at `offset` of table `table_id`.
@@ -107,7 +127,6 @@ impl BlockCache {
     }
 
     /// Bytes of blocks currently cached (for statistics).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn used_bytes(&self) -> u64 {
         self.inner.weight()
     }

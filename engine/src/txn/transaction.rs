@@ -153,6 +153,7 @@ impl Txn {
             }));
         }
         self.record_read(key);
+        crate::db::count_get(self.inner());
         match self.inner().get_at(key, self.read_ts)? {
             Some((version, vs)) if !vs.is_deleted_or_expired(now_secs()) => Ok(Some(Item {
                 key: key.to_vec(),
