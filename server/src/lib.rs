@@ -1,0 +1,11 @@
+//! The sett node: an openraft group whose log store and state machine both
+//! live in sett-engine, serving the etcd v3 API.
+//!
+//! - [`mvcc`]: etcd's multi-version key-value semantics (revisions, ranges,
+//!   transactions, compaction, the event log for watches) on the engine in
+//!   managed mode.
+//! - [`raft`]: the openraft type configuration, the engine-backed log store
+//!   and state machine.
+
+pub mod mvcc;
+pub mod raft;

@@ -1,0 +1,1 @@
+//! etcd MVCC semantics on sett-engine.

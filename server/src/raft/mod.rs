@@ -1,0 +1,1 @@
+//! openraft on sett-engine.
