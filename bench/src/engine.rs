@@ -51,6 +51,23 @@ pub trait Engine: Send + Sync {
 
     /// Closes the database.
     fn close(self: Box<Self>) -> Result<()>;
+
+    /// Whether the engine has value-log garbage collection (the `gc`
+    /// workload runs only then).
+    fn has_value_log_gc(&self) -> bool {
+        false
+    }
+
+    /// Compacts everything, so that value-log garbage is known to the GC.
+    fn compact_all(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// One value-log GC step: collects at most one file at least
+    /// `discard_ratio` garbage; returns false when nothing qualifies.
+    fn value_log_gc(&self, _discard_ratio: f64) -> Result<bool> {
+        anyhow::bail!("this engine has no value-log GC")
+    }
 }
 
 /// The engines this binary can run.
@@ -94,5 +111,25 @@ impl EngineKind {
             EngineKind::Fjall => Box::new(engines::fjall::FjallEngine::open(dir, mode)?),
             EngineKind::Redb => Box::new(engines::redb::RedbEngine::open(dir, mode)?),
         })
+    }
+
+    /// Like [`EngineKind::open`], for the `gc` workload: sett's value-log
+    /// files are `vlog_file_bytes` long, so that the workload's shape (how
+    /// many files the data spans) does not change with the scale.
+    pub fn open_gc(
+        self,
+        dir: &Path,
+        mode: WriteMode,
+        vlog_file_bytes: u64,
+    ) -> Result<Box<dyn Engine>> {
+        match self {
+            #[cfg(feature = "sett")]
+            EngineKind::Sett => Ok(Box::new(crate::engines::sett::SettEngine::open_with(
+                dir,
+                mode,
+                Some(vlog_file_bytes),
+            )?)),
+            _ => self.open(dir, mode),
+        }
     }
 }

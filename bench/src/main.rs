@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! sett-bench engine [--engines sett,rocksdb,fjall,redb]
-//!                   [--workloads load-1k,load-128,read-random,scan,durable]
+//!                   [--workloads load-1k,load-128,read-random,scan,durable,gc]
 //!                   [--scale F] [--json] [--dir PATH]
 //! ```
 //!
@@ -16,6 +16,8 @@ mod engine;
 mod engines;
 mod measure;
 mod report;
+mod rss;
+mod stream_bench;
 mod threshold;
 mod workloads;
 
@@ -42,6 +44,9 @@ enum Command {
     /// sett alone: values inline vs in the value log, per value size, to
     /// choose the default `value_threshold`.
     Threshold(ThresholdArgs),
+    /// sett alone: parallel snapshot export and stream-writer ingest on a
+    /// ~1 GiB database.
+    Stream(stream_bench::StreamBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +109,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Engine(args) => run_engines(args),
         Command::Threshold(args) => run_threshold(args),
+        Command::Stream(args) => stream_bench::run(args),
     }
 }
 
@@ -228,9 +234,26 @@ impl Runner<'_> {
             if has(Workload::ReadRandom) {
                 let r = Workload::ReadRandom;
                 let ops = r.ops(self.scale);
-                records.push(self.measure(r, db.as_ref(), &dir, || {
+                // Resident memory over the reads alone (the peak restarts
+                // from the current resident set).
+                let peak_reset = rss::reset_peak();
+                let mut rec = self.measure(r, db.as_ref(), &dir, || {
                     workloads::read_random(db.as_ref(), pool, loaded, value_len, ops)
-                })?);
+                })?;
+                let mem = rss::Rss::read()?;
+                eprintln!(
+                    "{:<8} {:<12} rss {}{}",
+                    self.kind.name(),
+                    r.name(),
+                    mem.describe(),
+                    if peak_reset {
+                        ""
+                    } else {
+                        " (peak since process start)"
+                    }
+                );
+                rec.rss = Some(mem);
+                records.push(rec);
             }
             if has(Workload::Scan) {
                 let s = Workload::Scan;
@@ -255,7 +278,90 @@ impl Runner<'_> {
             workloads::verify_durable(db.as_ref(), pool, ops, threads)?;
             self.close(db, &dir)?;
         }
+
+        if has(Workload::Gc) {
+            self.run_gc(records)?;
+        }
         Ok(())
+    }
+
+    /// The `gc` workload: writes the `load-1k` data [`workloads::GC_ROUNDS`]
+    /// times, compacts fully, then runs value-log GC until it finds
+    /// nothing; reports the disk size against the live data. Engines
+    /// without a value log are skipped.
+    fn run_gc(&self, records: &mut Vec<Record>) -> Result<()> {
+        let w = Workload::Gc;
+        let dir = self.dir.join(w.name());
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // sett's default 1 GiB value-log files at scale 1, scaled down with it.
+        let vlog_file_bytes =
+            ((workloads::GC_VLOG_FILE_BYTES as f64 * self.scale) as u64).max(64 << 20);
+        let db = self
+            .kind
+            .open_gc(&dir, WriteMode::Bulk, vlog_file_bytes)
+            .with_context(|| format!("opening {}", self.kind.name()))?;
+        if !db.has_value_log_gc() {
+            eprintln!(
+                "{:<8} {:<12} ... n/a (no value-log GC)",
+                self.kind.name(),
+                w.name()
+            );
+            return self.close(db, &dir);
+        }
+        let ops = w.ops(self.scale);
+        let value_len = w.value_len().expect("gc writes");
+        eprint!("{:<8} {:<12} ... ", self.kind.name(), w.name());
+        let t = Instant::now();
+        for round in 0..workloads::GC_ROUNDS {
+            workloads::load_round(db.as_ref(), self.pool, ops, value_len, round)
+                .with_context(|| format!("gc: write round {round}"))?;
+        }
+        db.settle().context("gc: settling after the writes")?;
+        let write_secs = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        db.compact_all().context("gc: full compaction")?;
+        let compact_secs = t.elapsed().as_secs_f64();
+        let before = dir_size(&dir)?;
+        let io_before = IoCounters::read()?;
+        let phase = workloads::value_log_gc(db.as_ref(), workloads::GC_DISCARD_RATIO)?;
+        let io = IoCounters::read()?.since(&io_before);
+        let after = dir_size(&dir)?;
+        let last = workloads::GC_ROUNDS - 1;
+        workloads::verify_round(db.as_ref(), self.pool, ops, value_len, last, 10)
+            .context("gc: reading back")?;
+        let live = workloads::user_bytes(ops, value_len);
+        let elapsed_secs = phase.elapsed.as_secs_f64();
+        let rec = Record {
+            engine: self.kind.name().to_string(),
+            workload: w.name().to_string(),
+            ops_per_sec: phase.ops as f64 / elapsed_secs.max(1e-9),
+            p50_us: phase.latency.quantile_us(0.50),
+            p99_us: phase.latency.quantile_us(0.99),
+            disk_bytes: after.allocated_bytes,
+            bytes_written: io.write_bytes,
+            write_amp: Some(io.write_bytes as f64 / live as f64),
+            ops: phase.ops,
+            threads: 1,
+            latency_unit: w.latency_unit().to_string(),
+            elapsed_secs,
+            settle_secs: compact_secs,
+            apparent_bytes: after.apparent_bytes,
+            cancelled_write_bytes: io.cancelled_write_bytes,
+            user_bytes: live,
+            rss: None,
+        };
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        eprintln!(
+            "{} files collected in {elapsed_secs:.1}s (writes {write_secs:.1}s, compaction \
+             {compact_secs:.1}s); disk {:.0} -> {:.0} MiB for {:.0} MiB live: {:.2}x",
+            phase.ops,
+            mib(before.allocated_bytes),
+            mib(after.allocated_bytes),
+            mib(live),
+            after.allocated_bytes as f64 / live as f64
+        );
+        records.push(rec);
+        self.close(db, &dir)
     }
 
     fn open(&self, name: &str, mode: WriteMode) -> Result<(Box<dyn Engine>, PathBuf)> {
@@ -316,6 +422,7 @@ impl Runner<'_> {
             apparent_bytes: size.apparent_bytes,
             cancelled_write_bytes: io.cancelled_write_bytes,
             user_bytes,
+            rss: None,
         };
         eprintln!(
             "{:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  ({:.1}s + settle {:.1}s)",

@@ -45,6 +45,10 @@ pub struct Record {
     pub cancelled_write_bytes: u64,
     /// Keys + values written by the workload, bytes.
     pub user_bytes: u64,
+    /// Resident memory of the process over the workload (`read-random`
+    /// only): peak since just before it, and at its end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss: Option<crate::rss::Rss>,
 }
 
 /// Explains the columns below the tables.
@@ -53,7 +57,9 @@ notes: latency per 1000-key batch for loads, per operation otherwise.
        bytes written = /proc/self/io write_bytes over workload + settle, whole process
        (background threads included; counted when pages are dirtied; dirty pages of files deleted before
        writeback are not subtracted: see cancelled_write_bytes in --json); write amp = that / (keys + values).
-       disk = blocks allocated under the engine's directory after the workload and its settle.";
+       disk = blocks allocated under the engine's directory after the workload and its settle.
+       rss (read-random) = /proc/self/status VmHWM since just before the reads (peak) and VmRSS at their
+       end, whole process; file = mmapped file pages (reclaimable), anon = heap incl. caches.";
 
 fn mib(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / (1 << 20) as f64)
@@ -94,6 +100,17 @@ pub fn table(records: &[Record]) -> String {
             amp,
             r.settle_secs,
         );
+    }
+    for r in records {
+        if let Some(m) = &r.rss {
+            let _ = writeln!(
+                out,
+                "rss      {:<8} {:<12} {}",
+                r.engine,
+                r.workload,
+                m.describe()
+            );
+        }
     }
     out.push_str(NOTES);
     out.push('\n');
@@ -190,6 +207,7 @@ mod tests {
             apparent_bytes: 100,
             cancelled_write_bytes: 0,
             user_bytes: 100,
+            rss: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! | `scan` | 100k scans of 10 entries from random existing keys of `load-128`, 1 thread | one scan |
 //! | `durable-1` | 2000 commits of one 16 B key + 256 B value, each waiting for fsync, 1 thread | one commit |
 //! | `durable-32` | 20000 such commits from 32 threads at once | one commit |
+//! | `gc` | `load-1k`'s data written, then overwritten 3 times; full compaction; value-log GC (discard ratio 0.5) until it finds nothing; engines with a value log only | one GC step |
 //!
 //! Every count is multiplied by `--scale`. Single-threaded throughput is
 //! operations divided by the summed time spent inside the engine (building
@@ -50,6 +51,8 @@ pub enum WorkloadArg {
     /// Fsynced commits from 32 writers.
     #[value(name = "durable-32")]
     Durable32,
+    /// Overwrite the `load-1k` data 3 times, then value-log GC.
+    Gc,
 }
 
 /// One workload to run and report.
@@ -67,6 +70,8 @@ pub enum Workload {
     Durable1,
     /// See the module table.
     Durable32,
+    /// See the module table.
+    Gc,
 }
 
 impl Workload {
@@ -82,6 +87,7 @@ impl Workload {
                 WorkloadArg::Durable => vec![Workload::Durable1, Workload::Durable32],
                 WorkloadArg::Durable1 => vec![Workload::Durable1],
                 WorkloadArg::Durable32 => vec![Workload::Durable32],
+                WorkloadArg::Gc => vec![Workload::Gc],
             })
             .collect();
         out.sort();
@@ -98,6 +104,7 @@ impl Workload {
             Workload::Scan => "scan",
             Workload::Durable1 => "durable-1",
             Workload::Durable32 => "durable-32",
+            Workload::Gc => "gc",
         }
     }
 
@@ -110,6 +117,7 @@ impl Workload {
             Workload::Scan => 100_000,
             Workload::Durable1 => 2_000,
             Workload::Durable32 => 20_000,
+            Workload::Gc => 1_000_000,
         }
     }
 
@@ -129,7 +137,7 @@ impl Workload {
     /// Value length written, for the workloads that write.
     pub fn value_len(self) -> Option<usize> {
         match self {
-            Workload::Load1k => Some(1024),
+            Workload::Load1k | Workload::Gc => Some(1024),
             Workload::Load128 => Some(128),
             Workload::Durable1 | Workload::Durable32 => Some(DURABLE_VALUE_LEN),
             Workload::ReadRandom | Workload::Scan => None,
@@ -143,6 +151,7 @@ impl Workload {
             Workload::ReadRandom => "read",
             Workload::Scan => "scan",
             Workload::Durable1 | Workload::Durable32 => "commit",
+            Workload::Gc => "gc step",
         }
     }
 }
@@ -161,6 +170,32 @@ pub struct Phase {
 /// Writes keys `0..ops` (in the random order their mix gives) with values
 /// of `value_len`, in batches of [`BATCH_LEN`].
 pub fn load(engine: &dyn Engine, pool: &ValuePool, ops: u64, value_len: usize) -> Result<Phase> {
+    load_round(engine, pool, ops, value_len, 0)
+}
+
+/// Write rounds of the `gc` workload: the load and three overwrites.
+pub const GC_ROUNDS: u64 = 4;
+/// Discard ratio the `gc` workload collects at.
+pub const GC_DISCARD_RATIO: f64 = 0.5;
+/// Value-log file size of the `gc` workload at scale 1 (sett's default);
+/// scaled with `--scale`.
+pub const GC_VLOG_FILE_BYTES: u64 = 1 << 30;
+/// Most GC steps one run may take (a bound; each collects one file).
+const GC_STEPS_MAX: u64 = 1_000_000;
+
+/// Index of the value key `i` gets in write round `round` (0: the load).
+fn round_value_index(i: u64, round: u64) -> u64 {
+    i ^ (round << 48)
+}
+
+/// Like [`load`], with the values of write round `round`.
+pub fn load_round(
+    engine: &dyn Engine,
+    pool: &ValuePool,
+    ops: u64,
+    value_len: usize,
+    round: u64,
+) -> Result<Phase> {
     let mut latency = Latency::new();
     let mut elapsed = Duration::ZERO;
     let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(BATCH_LEN);
@@ -168,9 +203,10 @@ pub fn load(engine: &dyn Engine, pool: &ValuePool, ops: u64, value_len: usize) -
     while next < ops {
         let end = (next + BATCH_LEN as u64).min(ops);
         batch.clear();
-        batch.extend(
-            (next..end).map(|i| (data::key(i).to_vec(), pool.value(i, value_len).to_vec())),
-        );
+        batch.extend((next..end).map(|i| {
+            let v = pool.value(round_value_index(i, round), value_len);
+            (data::key(i).to_vec(), v.to_vec())
+        }));
         let t = Instant::now();
         engine.load_batch(&batch)?;
         let d = t.elapsed();
@@ -252,6 +288,49 @@ pub fn scan(engine: &dyn Engine, loaded: u64, ops: u64) -> Result<Phase> {
         elapsed,
         latency,
     })
+}
+
+/// Runs value-log GC steps until one finds nothing to collect; ops =
+/// files collected, one latency sample per step.
+pub fn value_log_gc(engine: &dyn Engine, discard_ratio: f64) -> Result<Phase> {
+    let mut latency = Latency::new();
+    let start = Instant::now();
+    let mut collected = 0u64;
+    loop {
+        ensure!(collected < GC_STEPS_MAX, "value-log GC does not converge");
+        let t = Instant::now();
+        let more = engine.value_log_gc(discard_ratio)?;
+        latency.record(t.elapsed());
+        if !more {
+            break;
+        }
+        collected += 1;
+    }
+    Ok(Phase {
+        ops: collected,
+        elapsed: start.elapsed(),
+        latency,
+    })
+}
+
+/// Reads every `stride`-th of the `loaded` keys and checks it holds its
+/// value of write round `round`.
+pub fn verify_round(
+    engine: &dyn Engine,
+    pool: &ValuePool,
+    loaded: u64,
+    value_len: usize,
+    round: u64,
+    stride: u64,
+) -> Result<()> {
+    for i in (0..loaded).step_by(stride.max(1) as usize) {
+        let got = engine.get(&data::key(i))?;
+        ensure!(
+            got.as_deref() == Some(pool.value(round_value_index(i, round), value_len)),
+            "key index {i}: missing or not its round-{round} value"
+        );
+    }
+    Ok(())
 }
 
 /// Key index of the `j`-th durable write of thread `t` out of `threads`.

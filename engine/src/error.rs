@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// An operating-system I/O error.
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[source] std::io::Error),
 
     /// Bytes read from disk are not what was written: a checksum failed or a
     /// structure does not parse. Names the file and the byte offset.
@@ -100,10 +100,56 @@ pub enum Error {
     #[error("invalid options: {0}")]
     InvalidOptions(String),
 
+    /// The value lived in a value-log file that garbage collection has
+    /// deleted: the [`crate::Item`] outlived its transaction, or it is an
+    /// old version that no snapshot can see any more (all-versions
+    /// iteration returns those until compaction drops them).
+    #[error("value no longer available: value-log file {fid} was garbage-collected")]
+    ValueCollected {
+        /// The deleted value-log file.
+        fid: u32,
+    },
+
     /// A background worker failed earlier; the database refuses further
     /// writes so that nothing is acknowledged that cannot be made durable.
     #[error("database is in a failed state after a background error: {0}")]
     Poisoned(String),
+
+    /// The bucket does not exist (or was deleted).
+    #[error("bucket not found: {0}")]
+    BucketNotFound(String),
+
+    /// A bucket of that name already exists.
+    #[error("bucket already exists: {0}")]
+    BucketExists(String),
+
+    /// A name is used by a key where a bucket was expected, or the other way
+    /// round (a bucket may not hold a key and a sub-bucket of one name).
+    #[error("incompatible value: {0}")]
+    IncompatibleValue(String),
+
+    /// A change subscription fell too far behind and was cancelled; the
+    /// changes after the last one received were not delivered. Subscribe
+    /// again and re-read the state.
+    #[error("subscription cancelled: the subscriber fell behind")]
+    SubscriptionLagged,
+}
+
+impl From<std::io::Error> for Error {
+    /// An I/O error, unless it carries an engine error: the encryption
+    /// layer (`fs::encrypted`) reports corruption and key errors through
+    /// the `io::Error` of the `Fs` traits, and they are unwrapped here.
+    fn from(e: std::io::Error) -> Self {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|b| b.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            Some(Err(other)) => Error::Io(std::io::Error::new(kind, other)),
+            None => Error::Io(kind.into()),
+        }
+    }
 }
 
 impl Error {

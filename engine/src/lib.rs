@@ -13,23 +13,34 @@
 //! ```
 #![warn(missing_docs)]
 
+mod backup;
+mod bucket;
 mod db;
 mod error;
 mod format;
 pub mod fs;
 mod iter;
+mod keyspace;
 mod levels;
 mod manifest;
 mod memtable;
+mod merge_op;
 mod options;
+mod sequence;
 mod stream;
 mod table;
 mod txn;
 mod vlog;
 
-pub use db::{CheckReport, Db, Item, Stats, WriteBatch};
+pub use backup::{BackupOptions, BackupSummary, RestoreSummary};
+pub use bucket::{Bucket, BucketStats, Cursor, CursorEntry};
+pub use db::{Change, Commit, Subscription, DEFAULT_SUBSCRIPTION_CAPACITY};
+pub use db::{CheckReport, Db, GcOutcome, GcReport, GcStats, Item, Stats, WriteBatch};
 pub use error::{Error, Result};
 pub use iter::{Iter, IterOptions};
+pub use keyspace::{Keyspace, KeyspaceIter, MAX_KEYSPACE_NAME_BYTES, RESERVED_PREFIX};
+pub use merge_op::{MergeFn, MergeOperator};
 pub use options::{Compression, EncryptionKey, Options};
+pub use sequence::Sequence;
 pub use stream::{KvBatch, KvEntry, Stream, StreamOptions, StreamSummary, StreamWriter};
 pub use txn::{Entry, Txn};

@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use sett_engine::fs::MemFs;
-use sett_engine::{Compression, Db, Entry, Error, IterOptions, Options, Txn};
+use sett_engine::{Compression, Db, Entry, Error, GcOutcome, IterOptions, Options, Txn};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +86,8 @@ enum Op {
     Flush,
     Compact,
     Reopen,
+    /// Value-log GC until it finds nothing to do.
+    Gc,
 }
 
 /// Value lengths well below, around, and well above the threshold.
@@ -134,6 +136,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Gc),
     ]
 }
 
@@ -393,6 +396,17 @@ impl Harness {
             Op::Reopen => {
                 self.reopen();
                 check_all(self.db(), &self.model);
+            }
+            Op::Gc => {
+                for _ in 0..64 {
+                    match self.db().run_value_log_gc(0.2).unwrap() {
+                        GcOutcome::Collected(_) => {}
+                        GcOutcome::NothingToDo => break,
+                        other => panic!("unexpected GC outcome {other:?}"),
+                    }
+                }
+                check_all(self.db(), &self.model);
+                self.db().check().unwrap();
             }
         }
     }

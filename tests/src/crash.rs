@@ -16,6 +16,10 @@
 //! ACK <w> <seq>
 //! ```
 //!
+//! In GC mode (a fourth argument `gc`) a further thread runs value-log
+//! garbage collection in a loop and prints `GC <fid>` after each collected
+//! file.
+//!
 //! Each line goes out with one `write` and a flush, so a kill leaves only
 //! whole lines (and at most one partial last line, which readers ignore).
 //! Values are [`value`]`(trial, seq, key, len)`: the reader can recompute
@@ -102,6 +106,8 @@ pub enum Line {
     Try(usize, u64, Vec<(Vec<u8>, Option<usize>)>),
     /// The commit of (writer, seq) returned `Ok`.
     Ack(usize, u64),
+    /// Value-log GC collected this file.
+    Gc(u32),
 }
 
 /// Parses one line (without its newline).
@@ -109,6 +115,7 @@ pub fn parse_line(line: &str) -> Option<Line> {
     let mut parts = line.split(' ');
     match parts.next()? {
         "OPEN" => Some(Line::Open),
+        "GC" => Some(Line::Gc(parts.next()?.parse().ok()?)),
         "ACK" => Some(Line::Ack(
             parts.next()?.parse().ok()?,
             parts.next()?.parse().ok()?,
@@ -143,6 +150,7 @@ mod tests {
         assert_eq!(parse_line(l.trim_end()), Some(want));
         assert_eq!(parse_line("ACK 1 9"), Some(Line::Ack(1, 9)));
         assert_eq!(parse_line("OPEN"), Some(Line::Open));
+        assert_eq!(parse_line("GC 12"), Some(Line::Gc(12)));
         assert_eq!(parse_line("TRY 1"), None);
         assert_eq!(unhex(&hex(b"\x00\xffab")), Some(b"\x00\xffab".to_vec()));
     }

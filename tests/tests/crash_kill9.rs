@@ -7,8 +7,11 @@
 //! never written), and that `Db::check` passes. Every trial continues on
 //! the same directory, so recovery of recovered databases is tested too.
 //!
-//! `SETT_CRASH_TRIALS=N` sets the number of trials (default 50);
-//! `SETT_CRASH_SEED=S` replays a run.
+//! The second test runs the same with value-log GC collecting files in
+//! the child all the while.
+//!
+//! `SETT_CRASH_TRIALS=N` sets the number of trials (default 50, 20 with
+//! GC); `SETT_CRASH_SEED=S` replays a run.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -53,13 +56,24 @@ fn read_lines(out: impl Read) -> Vec<String> {
     }
 }
 
-/// Runs the child on `dir` until it is killed after `delay`; returns its
-/// per-writer histories and whether it got the database open.
-fn run_child(dir: &Path, trial: u64, seed: u64, delay: Duration) -> (Vec<History>, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crash_child"))
-        .arg(dir)
-        .arg(trial.to_string())
-        .arg(seed.to_string())
+/// What a killed child reported.
+struct ChildRun {
+    /// Per-writer histories.
+    histories: Vec<History>,
+    /// It got the database open.
+    opened: bool,
+    /// Value-log files it collected.
+    collected: usize,
+}
+
+/// Runs the child on `dir` until it is killed after `delay`.
+fn run_child(dir: &Path, trial: u64, seed: u64, delay: Duration, gc: bool) -> ChildRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crash_child"));
+    cmd.arg(dir).arg(trial.to_string()).arg(seed.to_string());
+    if gc {
+        cmd.arg("gc");
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -87,9 +101,11 @@ fn run_child(dir: &Path, trial: u64, seed: u64, delay: Duration) -> (Vec<History
 
     let mut histories: Vec<History> = (0..WRITERS).map(|_| History::default()).collect();
     let mut opened = false;
+    let mut collected = 0;
     for line in &lines {
         match parse_line(line).unwrap_or_else(|| panic!("trial {trial}: bad line {line:?}")) {
             Line::Open => opened = true,
+            Line::Gc(_) => collected += 1,
             Line::Try(w, seq, writes) => {
                 let h = &mut histories[w];
                 assert_eq!(
@@ -117,7 +133,11 @@ fn run_child(dir: &Path, trial: u64, seed: u64, delay: Duration) -> (Vec<History
             }
         }
     }
-    (histories, opened)
+    ChildRun {
+        histories,
+        opened,
+        collected,
+    }
 }
 
 /// The transaction counts `n` in `lo..=hi` such that applying the first `n`
@@ -184,10 +204,19 @@ fn writer_of(key: &[u8]) -> Option<usize> {
 
 #[test]
 fn acknowledged_commits_survive_kill_9() {
+    run_trials(false, 50);
+}
+
+#[test]
+fn acknowledged_commits_survive_kill_9_during_value_log_gc() {
+    run_trials(true, 20);
+}
+
+fn run_trials(gc: bool, default_trials: u64) {
     let trials: u64 = std::env::var("SETT_CRASH_TRIALS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(default_trials);
     let seed: u64 = std::env::var("SETT_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -201,14 +230,17 @@ fn acknowledged_commits_survive_kill_9() {
     // What the database held after the last recovery, per writer.
     let mut base: Vec<State> = vec![State::new(); WRITERS];
     let (mut acked_total, mut unacked_present, mut early_kills) = (0usize, 0usize, 0usize);
+    let mut collected = 0usize;
     for trial in 0..trials {
         let delay = match rng.gen_range(0..10) {
             0 => Duration::from_millis(rng.gen_range(0..15)), // often before or during open
             1..=3 => Duration::from_millis(rng.gen_range(15..80)),
             _ => Duration::from_millis(rng.gen_range(80..400)),
         };
-        let (histories, opened) = run_child(&dir, trial, rng.gen(), delay);
-        early_kills += usize::from(!opened);
+        let run = run_child(&dir, trial, rng.gen(), delay, gc);
+        let histories = run.histories;
+        early_kills += usize::from(!run.opened);
+        collected += run.collected;
 
         let db =
             Db::open(options(&dir)).unwrap_or_else(|e| panic!("trial {trial}: reopen failed: {e}"));
@@ -237,9 +269,13 @@ fn acknowledged_commits_survive_kill_9() {
         db.close().unwrap();
     }
     println!(
-        "crash_kill9: {trials} trials, {acked_total} acknowledged transactions checked, \
+        "crash_kill9{}: {trials} trials, {acked_total} acknowledged transactions checked, \
          {unacked_present} unacknowledged ones found applied, {early_kills} kills before open \
-         completed, {:.1}s",
+         completed, {collected} value-log files collected, {:.1}s",
+        if gc { " (value-log GC)" } else { "" },
         started.elapsed().as_secs_f64()
     );
+    if gc && trials >= 10 {
+        assert!(collected > 0, "value-log GC never collected a file");
+    }
 }

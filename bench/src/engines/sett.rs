@@ -8,7 +8,7 @@
 
 use crate::engine::{Engine, WriteMode, BLOOM_BITS_PER_KEY, CACHE_BYTES, MEMTABLE_BYTES};
 use anyhow::{Context, Result};
-use sett_engine::{Compression, Db, IterOptions, Options};
+use sett_engine::{Compression, Db, GcOutcome, IterOptions, Options};
 use std::path::Path;
 
 /// An open sett database.
@@ -19,7 +19,19 @@ pub struct SettEngine {
 impl SettEngine {
     /// Opens a new database in `dir`; `mode` sets `sync_writes`.
     pub fn open(dir: &Path, mode: WriteMode) -> Result<SettEngine> {
+        SettEngine::open_with(dir, mode, None)
+    }
+
+    /// [`SettEngine::open`], optionally with another value-log file size.
+    pub fn open_with(
+        dir: &Path,
+        mode: WriteMode,
+        vlog_file_bytes: Option<u64>,
+    ) -> Result<SettEngine> {
         let mut opts = Options::new(dir);
+        if let Some(b) = vlog_file_bytes {
+            opts.vlog_file_size = b;
+        }
         opts.sync_writes = mode == WriteMode::Durable;
         opts.block_cache_size = CACHE_BYTES;
         opts.memtable_size = MEMTABLE_BYTES;
@@ -76,5 +88,22 @@ impl Engine for SettEngine {
         let this = *self;
         this.db.close()?;
         Ok(())
+    }
+
+    fn has_value_log_gc(&self) -> bool {
+        true
+    }
+
+    fn compact_all(&self) -> Result<()> {
+        self.db.compact()?;
+        Ok(())
+    }
+
+    fn value_log_gc(&self, discard_ratio: f64) -> Result<bool> {
+        Ok(match self.db.run_value_log_gc(discard_ratio)? {
+            GcOutcome::Collected(_) => true,
+            GcOutcome::NothingToDo => false,
+            other => anyhow::bail!("unexpected value-log GC outcome {other:?}"),
+        })
     }
 }

@@ -35,6 +35,7 @@ pub(crate) fn compaction_loop(db: Arc<DbInner>) {
             }
             None => {
                 db.levels.collect_garbage(&*db.fs);
+                db.release_collected_vlog_files();
                 db.wait_state_change(Duration::from_millis(100));
             }
         }

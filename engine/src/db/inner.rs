@@ -62,7 +62,11 @@ pub(crate) struct DbInner {
     state_cv: Condvar,
     bg_error: Mutex<Option<String>>,
     pub(crate) closing: AtomicBool,
+    /// Counters for `Db::stats`.
+    pub(crate) metrics: super::metrics::Metrics,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Subscribers and the open coalescing batch (`subscribe.rs`).
+    pub(crate) extras: super::subscribe::Extras,
 }
 
 /// Takes the directory lock (shared when read-only), retrying until
@@ -190,10 +194,16 @@ impl DbInner {
                     payload: e.value,
                 }
             };
+            if vs.pointer().is_none() {
+                // The log copy is garbage once this memtable is flushed.
+                vlog.discard
+                    .add_replayed(vp.fid, vp.offset, u64::from(vp.len));
+            }
             max_version = max_version.max(e.version);
             mem.insert(key_with_version(&e.key, e.version), vs.encode());
             replayed += 1;
         })?;
+        vlog.discard.set_counted(end);
         mem.set_vlog_end(end);
         if replayed > 0 {
             tracing::info!(entries = replayed, "replayed value log");
@@ -222,7 +232,9 @@ impl DbInner {
             state_cv: Condvar::new(),
             bg_error: Mutex::new(None),
             closing: AtomicBool::new(false),
+            metrics: super::metrics::Metrics::default(),
             threads: Mutex::new(Vec::new()),
+            extras: Default::default(),
             opts,
         })
     }
@@ -233,6 +245,12 @@ impl DbInner {
             Some(m) => m.apply(edits),
             None => Err(Error::ReadOnly),
         }
+    }
+
+    /// Where value-log replay would start after a crash: the manifest's
+    /// head. Everything before it is in tables.
+    pub(crate) fn replay_head(&self) -> Option<(u32, u64)> {
+        self.manifest.lock().as_ref().map(|m| m.state().vlog_head)
     }
 
     /// Table-building options from the database options.

@@ -2,9 +2,14 @@
 //! the same engine runs on real files ([`PosixFs`]), purely in memory
 //! ([`MemFs`], the in-memory mode) or on a layer that can simulate a power
 //! cut by dropping whatever was not synced ([`FaultFs`], for tests).
+//! With `Options::encryption_key` set, an encrypting layer (`encrypted.rs`,
+//! frame layout in `frame.rs`, data keys in `keyregistry.rs`) wraps
+//! whichever of them is in use.
 
 pub(crate) mod encrypted;
 mod fault;
+mod frame;
+mod keyregistry;
 mod mem;
 mod posix;
 

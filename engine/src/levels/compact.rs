@@ -19,7 +19,7 @@ use crate::iter::{LevelIter, MergeIter, Source};
 use crate::manifest::{ManifestEdit, TableMeta};
 use crate::table::{Table, TableBuilder, TableIter};
 use crate::Result;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// One chosen compaction; its input tables are marked busy.
@@ -267,6 +267,9 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
     let mut old_hidden = false;
     let keep_old = db.opts.num_versions_to_keep;
     let mut dropped = 0u64;
+    // Value-log bytes that dropped versions pointed at, per file: garbage
+    // for value-log GC (`vlog/discard.rs`).
+    let mut discarded: HashMap<u32, u64> = HashMap::new();
     while it.valid() {
         let ik = it.key();
         let uk = user_key(ik);
@@ -298,6 +301,9 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
             builder.add(ik, it.value());
         } else {
             dropped += 1;
+            if let Some(vp) = ValueStruct::decode(it.value()).and_then(|v| v.pointer()) {
+                *discarded.entry(vp.fid).or_insert(0) += u64::from(vp.len);
+            }
         }
         it.next()?;
     }
@@ -329,6 +335,12 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
         "compaction done"
     );
     finish(db, c, Some(added));
+    if !discarded.is_empty() {
+        for (fid, bytes) in discarded {
+            db.vlog.note_discarded(fid, bytes);
+        }
+        db.vlog.persist_discard();
+    }
     Ok(())
 }
 

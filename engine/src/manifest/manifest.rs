@@ -291,7 +291,6 @@ impl Manifest {
     }
 
     /// The state after every applied edit.
-    #[cfg(test)]
     pub(crate) fn state(&self) -> &ManifestState {
         &self.state
     }

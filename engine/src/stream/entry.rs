@@ -20,6 +20,10 @@ pub struct KvEntry {
 /// A run of entries from one key range of a stream, in key order (and, for
 /// one key, newest version first). Ranges of different `stream_id`s never
 /// overlap; batches of one range arrive in order.
+///
+/// A batch with no entries marks the end of its range: nothing more comes
+/// for that `stream_id` (an export sends one after each range it finishes;
+/// [`crate::StreamWriter`] then writes that range's last table).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KvBatch {
     /// Which key range the entries belong to.

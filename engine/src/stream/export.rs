@@ -5,7 +5,10 @@
 //! Worker threads take ranges from a shared counter, walk them with a
 //! snapshot iterator and send batches to the caller's thread, which hands
 //! them to the sink one at a time. Batches of one range arrive in key
-//! order; batches of different ranges interleave.
+//! order; batches of different ranges interleave. Each range that is
+//! exported completely ends with an empty batch of its `stream_id` (the
+//! end-of-range marker), which lets the stream writer finish that range's
+//! tables at once instead of holding them in memory until the end.
 
 use super::{KvBatch, KvEntry};
 use crate::db::Db;
@@ -61,6 +64,10 @@ pub struct StreamSummary {
     /// Bytes of keys and values delivered.
     pub bytes: u64,
 }
+
+/// Key ranges an export aims for per worker, so that workers that finish
+/// early take more and all end together.
+const RANGES_PER_WORKER: usize = 8;
 
 type ChooseFn<'a> = Box<dyn Fn(&[u8], u64) -> bool + Send + Sync + 'a>;
 type ConvertFn<'a> = Box<dyn Fn(KvEntry) -> Option<KvEntry> + Send + Sync + 'a>;
@@ -189,28 +196,47 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// Cuts the prefix's key range at the first keys of the tree's tables.
+    /// Cuts the prefix's key range into about `RANGES_PER_WORKER` ranges
+    /// per worker of similar size, at block boundaries of the tree's
+    /// tables: each table offers its first key and every `step`-th block
+    /// separator, and an even sample of those (by position) is kept. So a
+    /// few large tables that each span the whole key space (a fresh L0)
+    /// still give every worker work.
     fn key_ranges(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let lo = self.opts.prefix.clone();
         let hi = prefix_end(&self.opts.prefix).filter(|_| !self.opts.prefix.is_empty());
         let version = self.db.inner().levels.current();
-        let mut cuts: Vec<Vec<u8>> = version
-            .levels
-            .iter()
-            .flatten()
-            .map(|t| user_key(t.smallest()).to_vec())
-            .filter(|k| {
-                k.as_slice() > lo.as_slice() && hi.as_deref().is_none_or(|h| k.as_slice() < h)
-            })
-            .collect();
+        let tables: Vec<_> = version.levels.iter().flatten().collect();
+        let target = self.opts.workers.clamp(1, 64) * RANGES_PER_WORKER;
+        let blocks: usize = tables.iter().map(|t| t.block_count()).sum();
+        let step = (blocks / (target * 4)).max(1);
+        let mut cuts: Vec<Vec<u8>> = Vec::new();
+        for t in &tables {
+            cuts.push(user_key(t.smallest()).to_vec());
+            for i in (step - 1..t.block_count()).step_by(step) {
+                cuts.push(user_key(t.block_separator(i)).to_vec());
+            }
+        }
+        cuts.retain(|k| {
+            k.as_slice() > lo.as_slice() && hi.as_deref().is_none_or(|h| k.as_slice() < h)
+        });
         cuts.sort();
         cuts.dedup();
+        if cuts.len() >= target {
+            // Keep `target - 1` cuts, evenly spaced.
+            let n = cuts.len();
+            cuts = (1..target).map(|j| cuts[j * n / target].clone()).collect();
+            cuts.dedup();
+        }
         let mut ranges = Vec::with_capacity(cuts.len() + 1);
         let mut start = lo;
         for c in cuts {
             ranges.push((std::mem::replace(&mut start, c.clone()), Some(c)));
         }
         ranges.push((start, hi));
+        debug_assert!(ranges
+            .windows(2)
+            .all(|w| w[0].1.as_deref() == Some(w[1].0.as_slice())));
         ranges
     }
 
@@ -256,9 +282,32 @@ impl<'a> Stream<'a> {
                     .is_none_or(|f| f(item.key(), item.version()));
             if wanted {
                 let deleted = item.vs.is_delete();
+                let value = if deleted {
+                    Ok(Vec::new())
+                } else {
+                    item.value()
+                };
+                let value = match value {
+                    Ok(v) => Some(v),
+                    // Value-log GC keeps only values a snapshot can read: an
+                    // older version's value (shadowed) or an expired one may
+                    // be gone. The shadowed version is skipped, as compaction
+                    // would drop it; the expired one keeps its place (its
+                    // value can never be read again) so that an incremental
+                    // export still carries the expiry.
+                    Err(Error::ValueCollected { .. }) if !newest => None,
+                    Err(Error::ValueCollected { .. }) if item.vs.is_expired(now) => {
+                        Some(Vec::new())
+                    }
+                    Err(e) => return Err(e),
+                };
+                let Some(value) = value else {
+                    it.next()?;
+                    continue;
+                };
                 let entry = KvEntry {
                     key: item.key().to_vec(),
-                    value: if deleted { Vec::new() } else { item.value()? },
+                    value,
                     version: item.version(),
                     user_meta: item.user_meta(),
                     expires_at: item.expires_at(),
@@ -288,9 +337,15 @@ impl<'a> Stream<'a> {
             }
             it.next()?;
         }
-        if !batch.entries.is_empty() {
-            let _ = tx.send(Ok(batch));
+        if !batch.entries.is_empty() && tx.send(Ok(batch)).is_err() {
+            return Ok(());
         }
+        // The end-of-range marker: nothing more will come for `stream_id`,
+        // so a consumer may finish its tables for that range now.
+        let _ = tx.send(Ok(KvBatch {
+            stream_id,
+            entries: Vec::new(),
+        }));
         Ok(())
     }
 }

@@ -142,10 +142,16 @@ impl Table {
         self.meta.max_version
     }
 
-    /// Number of data blocks (for statistics and inspection).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Number of data blocks.
     pub(crate) fn block_count(&self) -> usize {
         self.index.len()
+    }
+
+    /// The index separator of data block `i` (`i < block_count()`): an
+    /// internal key at or after the block's last key and before the next
+    /// block's first. Streams cut key ranges at these.
+    pub(crate) fn block_separator(&self, i: usize) -> &[u8] {
+        self.index.key(i)
     }
 
     /// False if no key with user-key hash `user_key_hash`

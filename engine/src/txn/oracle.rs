@@ -166,6 +166,11 @@ impl Oracle {
         self.visible_ts.fetch_max(ts, Ordering::AcqRel);
     }
 
+    /// The read timestamps in use right now (each once), ascending.
+    pub(crate) fn active_reads(&self) -> Vec<u64> {
+        self.inner.lock().active.keys().copied().collect()
+    }
+
     /// Managed mode: sets the discard watermark.
     pub(crate) fn set_discard_ts(&self, ts: u64) {
         self.managed_discard_ts.store(ts, Ordering::Release);

@@ -7,7 +7,9 @@
 //! Thread-safety: one appender (the commit thread) at a time, behind the
 //! writer mutex; reads of any file may run concurrently with it.
 
+use super::discard::DiscardStats;
 use super::entry::{decode_entry, DecodedEntry};
+use super::gc::GcState;
 use crate::format::{checksum, get_u32, get_u64, ValuePointer};
 use crate::fs::{Fs, FsFile};
 use crate::{Error, Result};
@@ -21,7 +23,7 @@ const FILE_MAGIC: u64 = 0x5345_5454_564c_4f47; // "SETTVLOG"
 const FILE_VERSION: u32 = 1;
 /// Bytes before the first record.
 pub(crate) const HEADER_LEN: u64 = 16;
-const RECORD_MAGIC: u32 = 0x7e57_10c5;
+pub(crate) const RECORD_MAGIC: u32 = 0x7e57_10c5;
 /// Bytes of a record header.
 pub(crate) const RECORD_HEADER_LEN: usize = 12;
 
@@ -50,15 +52,21 @@ struct Writer {
 /// The set of value-log files.
 #[derive(Debug)]
 pub(crate) struct ValueLog {
-    fs: Arc<dyn Fs>,
-    dir: PathBuf,
-    files: RwLock<BTreeMap<u32, Arc<dyn FsFile>>>,
+    pub(super) fs: Arc<dyn Fs>,
+    pub(super) dir: PathBuf,
+    /// Open files by fid. A file collected by GC leaves this map only once
+    /// no reader can still hold a pointer into it (see `gc.rs`).
+    pub(super) files: RwLock<BTreeMap<u32, Arc<dyn FsFile>>>,
     writer: Mutex<Writer>,
     max_file_bytes: u64,
     /// Value reads served from the log (observability and tests).
     reads: AtomicU64,
     /// Opened read-only: replay never repairs anything on disk.
     read_only: bool,
+    /// Garbage per file, steering GC (`discard.rs`).
+    pub(crate) discard: DiscardStats,
+    /// Value-log GC state (`gc.rs`).
+    pub(crate) gc: GcState,
 }
 
 /// Start of a record header (for building records in place).
@@ -109,6 +117,8 @@ impl ValueLog {
             }
         };
         let offset = file.len()?;
+        let discard = DiscardStats::load(&*fs, dir);
+        discard.retain(|fid| files.contains_key(&fid));
         Ok(ValueLog {
             fs,
             dir: dir.to_path_buf(),
@@ -122,6 +132,8 @@ impl ValueLog {
             max_file_bytes,
             reads: AtomicU64::new(0),
             read_only,
+            discard,
+            gc: GcState::default(),
         })
     }
 
@@ -281,13 +293,25 @@ impl ValueLog {
 
     /// Reads the entry `vp` points at and returns its value.
     pub(crate) fn read_value(&self, vp: ValuePointer) -> Result<Vec<u8>> {
-        let file = self.files.read().get(&vp.fid).cloned().ok_or_else(|| {
-            Error::corruption(
+        let e = self.read_entry(vp)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(e.value)
+    }
+
+    /// Reads and checks the whole entry `vp` points at.
+    pub(crate) fn read_entry(&self, vp: ValuePointer) -> Result<DecodedEntry> {
+        let file = self.files.read().get(&vp.fid).cloned();
+        let Some(file) = file else {
+            // Only GC deletes log files, and never the append target.
+            if vp.fid < self.position().0 {
+                return Err(Error::ValueCollected { fid: vp.fid });
+            }
+            return Err(Error::corruption(
                 self.dir.join(vlog_name(vp.fid)),
                 vp.offset,
                 "value log file missing",
-            )
-        })?;
+            ));
+        };
         let mut buf = vec![0u8; vp.len as usize];
         file.read_exact_at(&mut buf, vp.offset)
             .map_err(|e| match e.kind() {
@@ -296,7 +320,6 @@ impl ValueLog {
                 }
                 _ => Error::Io(e),
             })?;
-        self.reads.fetch_add(1, Ordering::Relaxed);
         let (e, n) =
             decode_entry(&buf).map_err(|r| Error::corruption(file.path(), vp.offset, r))?;
         if n != buf.len() {
@@ -306,12 +329,24 @@ impl ValueLog {
                 "value pointer length mismatch",
             ));
         }
-        Ok(e.value)
+        Ok(e)
     }
 
     /// Number of value reads served so far.
     pub(crate) fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Writes the discard statistics if they changed (never when opened
+    /// read-only). Failures are logged: losing statistics only makes GC
+    /// choose worse.
+    pub(crate) fn persist_discard(&self) {
+        if self.read_only {
+            return;
+        }
+        if let Err(e) = self.discard.persist(&*self.fs, &self.dir) {
+            tracing::warn!(error = %e, "could not write value-log discard statistics");
+        }
     }
 
     /// Total bytes in all log files.

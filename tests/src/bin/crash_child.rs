@@ -3,9 +3,9 @@
 //! until it is killed, reporting each commit before and after (see
 //! `sett_tests::crash` for the protocol).
 //!
-//! Usage: `crash_child <dir> <trial> <seed>`
+//! Usage: `crash_child <dir> <trial> <seed> [gc]`
 
-use sett_engine::Db;
+use sett_engine::{Db, GcOutcome};
 use sett_tests::crash::{
     key, options, try_line, value, Write as KeyWrite, KEYS_PER_WRITER, WRITERS,
 };
@@ -79,10 +79,31 @@ fn writer(db: &Db, trial: u64, w: usize, seed: u64) {
     }
 }
 
+/// Value-log GC in a loop, with flushes so that the replay head moves.
+fn collector(db: &Db) {
+    for round in 0u64.. {
+        match db.run_value_log_gc(0.3).expect("value-log GC") {
+            GcOutcome::Collected(r) => emit(&format!("GC {}\n", r.fid)),
+            _ => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+        if round % 4 == 3 {
+            db.flush().expect("flush");
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: crash_child <dir> <trial> <seed>");
+    let gc = match args.get(4).map(String::as_str) {
+        None => false,
+        Some("gc") => true,
+        Some(_) => {
+            eprintln!("usage: crash_child <dir> <trial> <seed> [gc]");
+            exit(2);
+        }
+    };
+    if !(4..=5).contains(&args.len()) {
+        eprintln!("usage: crash_child <dir> <trial> <seed> [gc]");
         exit(2);
     }
     let dir = PathBuf::from(&args[1]);
@@ -94,6 +115,9 @@ fn main() {
         for w in 0..WRITERS {
             let db = &db;
             s.spawn(move || writer(db, trial, w, seed));
+        }
+        if gc {
+            s.spawn(|| collector(&db));
         }
     });
 }

@@ -1,0 +1,37 @@
+//! Progress bars on stderr (drawn only when stderr is a terminal).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::time::Duration;
+
+/// A byte-counting bar: with a known `total` a bar with an ETA, else a
+/// spinner with the count and rate.
+pub fn bytes(total: Option<u64>, msg: &str) -> ProgressBar {
+    let (pb, template) = match total {
+        Some(t) => (
+            ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
+            "{msg:10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ),
+        None => (
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+            "{spinner} {msg:10} {bytes} {bytes_per_sec} {elapsed}",
+        ),
+    };
+    pb.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// A spinner counting items (`what`, e.g. "entries").
+pub fn items(msg: &str, what: &str) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let template = format!("{{spinner}} {{msg:10}} {{human_pos}} {what} {{per_sec}} {{elapsed}}");
+    pb.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}

@@ -1,0 +1,120 @@
+//! Errors of the MVCC layer: etcd's client-visible errors (a gRPC code plus
+//! the exact message string etcd clients match on) kept apart from storage
+//! failures. Conversion to `tonic::Status` happens only at the gRPC edge
+//! ([`MvccError::to_status`]).
+
+/// One of etcd's client-visible errors: the gRPC code and the exact message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EtcdError {
+    /// gRPC status code etcd answers with.
+    pub code: tonic::Code,
+    /// The message, byte for byte as etcd sends it.
+    pub message: &'static str,
+}
+
+impl EtcdError {
+    const fn new(code: tonic::Code, message: &'static str) -> EtcdError {
+        EtcdError { code, message }
+    }
+
+    /// Empty key in a Range, Put, DeleteRange or Compare.
+    pub const EMPTY_KEY: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: key is not provided",
+    );
+    /// `ignore_value` / `ignore_lease` on a key that does not exist.
+    pub const KEY_NOT_FOUND: EtcdError =
+        EtcdError::new(tonic::Code::InvalidArgument, "etcdserver: key not found");
+    /// `ignore_value` together with a non-empty value.
+    pub const VALUE_PROVIDED: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: value is provided",
+    );
+    /// `ignore_lease` together with a non-zero lease.
+    pub const LEASE_PROVIDED: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: lease is provided",
+    );
+    /// More than the allowed operations in one txn (or one branch).
+    pub const TOO_MANY_OPS: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: too many operations in txn request",
+    );
+    /// One key written twice by one txn.
+    pub const DUPLICATE_KEY: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: duplicate key given in txn request",
+    );
+    /// Unknown sort order or target.
+    pub const INVALID_SORT_OPTION: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: invalid sort option",
+    );
+    /// A revision at or below the compaction point was asked for.
+    pub const COMPACTED: EtcdError = EtcdError::new(
+        tonic::Code::OutOfRange,
+        "etcdserver: mvcc: required revision has been compacted",
+    );
+    /// A revision above the current one was asked for.
+    pub const FUTURE_REV: EtcdError = EtcdError::new(
+        tonic::Code::OutOfRange,
+        "etcdserver: mvcc: required revision is a future revision",
+    );
+    /// Unknown lease ID.
+    pub const LEASE_NOT_FOUND: EtcdError = EtcdError::new(
+        tonic::Code::NotFound,
+        "etcdserver: requested lease not found",
+    );
+    /// A lease with this ID already exists.
+    pub const LEASE_EXISTS: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: lease already exists",
+    );
+}
+
+/// Error of an MVCC operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MvccError {
+    /// A client-visible etcd error; nothing was written.
+    #[error("{}", .0.message)]
+    Etcd(EtcdError),
+    /// The engine failed (I/O, corruption reported by the engine, closed).
+    #[error("storage: {0}")]
+    Storage(#[from] sett_engine::Error),
+    /// Bytes in the MVCC keyspace (or a snapshot chunk) that do not decode.
+    #[error("corrupt mvcc data: {0}")]
+    Corrupt(String),
+}
+
+impl From<EtcdError> for MvccError {
+    fn from(e: EtcdError) -> MvccError {
+        MvccError::Etcd(e)
+    }
+}
+
+impl MvccError {
+    /// The etcd error, if this is one.
+    pub fn etcd(&self) -> Option<EtcdError> {
+        match self {
+            MvccError::Etcd(e) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// The gRPC code to answer with.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            MvccError::Etcd(e) => e.code,
+            MvccError::Storage(_) | MvccError::Corrupt(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// The status to send to the client.
+    pub fn to_status(&self) -> tonic::Status {
+        tonic::Status::new(self.code(), self.to_string())
+    }
+}
+
+/// Result of an MVCC operation.
+pub type Result<T> = std::result::Result<T, MvccError>;

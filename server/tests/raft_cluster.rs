@@ -1,0 +1,275 @@
+//! A three-member openraft cluster in one process on the engine-backed
+//! stores, with an in-memory network: writes replicate, logs are purged
+//! behind snapshots, a new learner catches up through a streamed snapshot
+//! file (`generic-snapshot-data`: `full_snapshot` copies the file into the
+//! handle from `begin_receiving_snapshot`, as the gRPC transport will), and
+//! a restarted member recovers its state from disk.
+
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{Config, SnapshotPolicy};
+use parking_lot::Mutex;
+use prost::Message;
+use sett_proto::etcdserverpb::PutRequest;
+use sett_server::raft::types::{Raft, Snapshot, Vote};
+use sett_server::raft::{
+    KvApplier, LogStore, NodeId, Request, SettNode, StateMachineStore, TypeConfig,
+};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running member: its Raft handle and its state.
+type Member = (Raft, Arc<KvApplier>);
+
+#[derive(Clone, Default)]
+struct Router {
+    nodes: Arc<Mutex<BTreeMap<NodeId, Member>>>,
+}
+
+impl Router {
+    fn raft(&self, id: NodeId) -> Result<Raft, Unreachable> {
+        self.nodes
+            .lock()
+            .get(&id)
+            .map(|(r, _)| r.clone())
+            .ok_or_else(|| {
+                Unreachable::new(&std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    format!("node {id} is down"),
+                ))
+            })
+    }
+}
+
+struct Conn {
+    target: NodeId,
+    router: Router,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Router {
+    type Network = Conn;
+
+    async fn new_client(&mut self, target: NodeId, _node: &SettNode) -> Conn {
+        Conn {
+            target,
+            router: self.clone(),
+        }
+    }
+}
+
+type RpcErr = RPCError<NodeId, SettNode, RaftError<NodeId>>;
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        let raft = self.router.raft(self.target)?;
+        raft.append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        let raft = self.router.raft(self.target)?;
+        raft.vote(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let raft = self.router.raft(self.target)?;
+        let remote =
+            |e: Fatal<NodeId>| StreamingError::RemoteError(RemoteError::new(self.target, e));
+        let recv = raft
+            .begin_receiving_snapshot()
+            .await
+            .map_err(|e| remote(e.into_fatal().expect("only fatal errors")))?;
+        // The "transfer": the gRPC transport streams these bytes instead.
+        let (from, to) = (snapshot.snapshot.path().to_owned(), recv.path().to_owned());
+        tokio::task::spawn_blocking(move || std::fs::copy(from, to))
+            .await
+            .expect("copy task")
+            .map_err(|e| NetworkError::new(&e))?;
+        let snapshot = Snapshot {
+            meta: snapshot.meta,
+            snapshot: recv,
+        };
+        raft.install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(remote)
+    }
+}
+
+fn node(id: NodeId) -> SettNode {
+    SettNode {
+        name: format!("n{id}"),
+        peer_urls: vec![format!("mem://{id}")],
+        client_urls: Vec::new(),
+    }
+}
+
+fn config() -> Arc<Config> {
+    let c = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(40),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..Config::default()
+    };
+    Arc::new(c.validate().expect("valid config"))
+}
+
+async fn start(router: &Router, id: NodeId, dir: &Path) -> Raft {
+    let log = LogStore::open(dir.join("raft")).unwrap();
+    let sm = StateMachineStore::open(KvApplier::open(dir.join("sm")).unwrap(), dir.join("snap"))
+        .unwrap();
+    let applier = sm.applier().clone();
+    let raft = Raft::new(id, config(), router.clone(), log, sm)
+        .await
+        .unwrap();
+    router.nodes.lock().insert(id, (raft.clone(), applier));
+    raft
+}
+
+async fn stop(router: &Router, id: NodeId) {
+    let (raft, applier) = router.nodes.lock().remove(&id).unwrap();
+    raft.shutdown().await.unwrap();
+    drop(raft);
+    applier.close().unwrap();
+}
+
+fn put(k: &str, v: &str) -> Request {
+    Request::Put(
+        PutRequest {
+            key: k.as_bytes().to_vec().into(),
+            value: v.as_bytes().to_vec().into(),
+            ..PutRequest::default()
+        }
+        .encode_to_vec(),
+    )
+}
+
+fn value(router: &Router, id: NodeId, k: &str) -> Option<String> {
+    let applier = router.nodes.lock().get(&id).unwrap().1.clone();
+    applier
+        .get(k.as_bytes())
+        .unwrap()
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(20));
+
+#[test]
+fn cluster_replicates_snapshots_and_restarts() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let router = Router::default();
+        for id in 1..=3 {
+            start(&router, id, dirs[id as usize - 1].path()).await;
+        }
+        let r1 = router.raft(1).unwrap();
+        let members: BTreeMap<NodeId, SettNode> = (1..=3).map(|id| (id, node(id))).collect();
+        r1.initialize(members).await.unwrap();
+        let m = r1
+            .wait(WAIT)
+            .metrics(|m| m.current_leader.is_some(), "leader elected")
+            .await
+            .unwrap();
+        let leader = router.raft(m.current_leader.unwrap()).unwrap();
+
+        let mut last = 0;
+        for i in 0..150 {
+            let resp = leader
+                .client_write(put(&format!("k{i:03}"), &format!("v{i}")))
+                .await
+                .unwrap();
+            last = resp.log_id.index;
+        }
+        for id in 1..=3 {
+            let r = router.raft(id).unwrap();
+            r.wait(WAIT)
+                .applied_index_at_least(Some(last), "replicated")
+                .await
+                .unwrap();
+            let m = r
+                .wait(WAIT)
+                .metrics(
+                    |m| m.purged.is_some() && m.snapshot.is_some(),
+                    "snapshot and purge",
+                )
+                .await
+                .unwrap();
+            assert!(m.purged.unwrap().index > 0);
+            assert_eq!(value(&router, id, "k149").as_deref(), Some("v149"));
+        }
+
+        // A learner joining after the purge can only catch up by snapshot.
+        start(&router, 4, dirs[3].path()).await;
+        let resp = leader.add_learner(4, node(4), true).await.unwrap();
+        let r4 = router.raft(4).unwrap();
+        r4.wait(WAIT)
+            .applied_index_at_least(Some(resp.log_id.index), "learner caught up")
+            .await
+            .unwrap();
+        let m4 = r4.metrics().borrow().clone();
+        assert!(m4.snapshot.is_some(), "learner installed a snapshot");
+        for i in 0..150 {
+            assert_eq!(
+                value(&router, 4, &format!("k{i:03}")),
+                Some(format!("v{i}"))
+            );
+        }
+
+        // Restart a follower: its state comes back from disk, then it
+        // catches up with writes made while it was down.
+        let follower = (1..=3).find(|&id| Some(id) != m.current_leader).unwrap();
+        stop(&router, follower).await;
+        for i in 150..200 {
+            last = leader
+                .client_write(put(&format!("k{i:03}"), &format!("v{i}")))
+                .await
+                .unwrap()
+                .log_id
+                .index;
+        }
+        let rf = start(&router, follower, dirs[follower as usize - 1].path()).await;
+        assert_eq!(value(&router, follower, "k149").as_deref(), Some("v149"));
+        rf.wait(WAIT)
+            .applied_index_at_least(Some(last), "restarted follower caught up")
+            .await
+            .unwrap();
+        assert_eq!(value(&router, follower, "k199").as_deref(), Some("v199"));
+
+        for id in [1, 2, 3, 4] {
+            stop(&router, id).await;
+        }
+    });
+}
