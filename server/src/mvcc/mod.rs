@@ -49,9 +49,17 @@
 //!
 //! [`MvccStore`] is `Send + Sync`. Apply calls must come from one applier
 //! (they also serialise on an internal lock); reads may run concurrently
-//! on any thread. A read that races with a Compact past its revision may
-//! fail (as in etcd) — never return wrong data silently for
-//! `events_since`, which re-checks after reading.
+//! on any thread. Every engine read registers its revision; the engine's
+//! discard ts is `min(compacted, oldest running read)`, and a read checks
+//! the compaction point after registering, so a read either fails with
+//! etcd's compacted error or sees complete data.
+//!
+//! # Native transactions
+//!
+//! [`MvccStore::native_commit`] applies a `sett.v1.CommitRequest`: it
+//! commits iff no event in the log after the read revision touches a read
+//! range (O(events since the read revision)); conflicts and compacted read
+//! revisions are [`NativeCommitOutcome`] values, not errors.
 //!
 //! # Snapshots
 //!

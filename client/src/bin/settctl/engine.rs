@@ -200,7 +200,7 @@ fn info(dir: &Path) -> Result<()> {
 
 fn check(dir: &Path) -> Result<()> {
     let db = open(dir, false)?;
-    let pb = progress::items("checking", "");
+    let pb = progress::spinner("checking");
     let start = Instant::now();
     let report = db.check();
     pb.finish_and_clear();
@@ -406,7 +406,7 @@ fn gc(a: GcArgs) -> Result<()> {
     );
     let db = open(&a.dir, true)?;
     if a.compact {
-        let pb = progress::items("compacting", "");
+        let pb = progress::spinner("compacting");
         let r = db.compact();
         pb.finish_and_clear();
         r.context("compaction before GC failed")?;
