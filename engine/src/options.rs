@@ -69,7 +69,9 @@ pub struct Options {
     pub l0_stall_trigger: usize,
     /// Background compaction threads.
     pub compaction_threads: usize,
-    /// Bytes of decoded blocks kept in the block cache.
+    /// Bytes of decompressed blocks kept in the block cache. Only tables
+    /// written with compression use it: uncompressed blocks are read in
+    /// place from the memory-mapped file, cached by the operating system.
     pub block_cache_size: usize,
     /// Largest key accepted.
     pub max_key_size: usize,

@@ -6,6 +6,8 @@ use sett_engine::{Db, Options};
 fn counters_follow_the_work_done() {
     let mut o = Options::in_memory();
     o.block_cache_size = 1 << 20;
+    // The block cache holds decompressed blocks only.
+    o.compression = sett_engine::Compression::Zstd(1);
     let db = Db::open(o).unwrap();
     let s0 = db.stats();
     assert_eq!((s0.commits, s0.gets, s0.flushes), (0, 0, 0));

@@ -8,4 +8,5 @@
 //!   and state machine.
 
 pub mod mvcc;
+pub mod network;
 pub mod raft;

@@ -118,8 +118,12 @@ impl DbInner {
             let (m, s) = Manifest::open(fs.clone(), &dir)?;
             (Some(m), s)
         };
-        let cache =
-            (opts.block_cache_size > 0).then(|| Arc::new(BlockCache::new(opts.block_cache_size)));
+        // Uncompressed blocks are read in place from the table's mapping,
+        // so the operating system's page cache is their cache; copying
+        // them into a second cache would only double their memory. The
+        // block cache holds decompressed blocks.
+        let use_cache = opts.block_cache_size > 0 && opts.compression != crate::Compression::None;
+        let cache = use_cache.then(|| Arc::new(BlockCache::new(opts.block_cache_size)));
 
         let mut version = Version {
             levels: vec![Vec::new(); opts.max_levels],
