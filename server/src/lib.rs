@@ -7,6 +7,8 @@
 //! - [`raft`]: the openraft type configuration, the engine-backed log store
 //!   and state machine.
 
+pub mod config;
 pub mod mvcc;
 pub mod network;
+pub mod node;
 pub mod raft;

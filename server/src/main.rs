@@ -1,10 +1,292 @@
-//! The `sett` node binary.
+//! The `sett` binary: runs one cluster member (`sett [flags]`), or a local
+//! three-member cluster for trying things out (`sett playground`).
 //!
-//! The replicated server (openraft + etcd v3 API) is not built yet; until it
-//! is, this binary only reports that and exits with a failure status, so
-//! nobody mistakes it for a working node.
+//! In this build a member serves only the Raft peer transport on
+//! `--listen-peer-urls`; the client URLs serve nothing yet (the etcd v3 API
+//! is wired in once the MVCC store lands).
 
-fn main() {
-    eprintln!("sett: the replicated server is not available in this build; see README.md");
-    std::process::exit(2);
+use clap::{Args, Parser, Subcommand};
+use sett_server::config::{Flags, LogLevel};
+use sett_server::node::Node;
+use sett_server::raft::KvApplier;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const ABOUT: &str =
+    "A Raft-replicated key-value service speaking the etcd v3 API (work in progress)";
+const LONG_ABOUT: &str = "\
+Runs one member of a sett cluster. Flags mirror etcd's; each can also be \
+given as a SETT_* environment variable (--initial-cluster = SETT_INITIAL_CLUSTER). \
+A restart needs only --data-dir: the resolved configuration is kept in \
+<data-dir>/member.json.
+
+In this build a member runs the Raft group and serves only the peer \
+transport on --listen-peer-urls. The client URLs serve nothing yet: the \
+etcd v3 API is not wired in.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sett",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs a three-member cluster of this binary on 127.0.0.1 (free
+    /// ports), prints its URLs and waits; Ctrl-C stops it. Running it again
+    /// with the same --dir restarts the same cluster.
+    Playground(PlaygroundArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlaygroundArgs {
+    /// Directory for the members' data [default: a new directory under
+    /// the system's temporary directory].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// Logs to stderr at `level`; openraft's own logs only from warnings up
+/// unless `level` is debug (its info logs dump whole Raft states).
+/// `RUST_LOG` overrides both.
+fn init_tracing(level: LogLevel) {
+    use std::io::IsTerminal;
+    let openraft = if level == LogLevel::Debug {
+        "debug"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},openraft={openraft}", level.as_str()))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught from creation on: a signal that
+/// arrives while the node is still starting is not lost.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers (inside a Tokio runtime).
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        }
+    }
+
+    /// Waits for either signal.
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+fn run_member(flags: &Flags) -> ExitCode {
+    let cfg = match flags.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sett: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(cfg.log_level);
+    let result = runtime().block_on(async {
+        let mut signals = StopSignals::install();
+        let node = Node::start(cfg, |dir| KvApplier::open(dir)).await?;
+        signals.wait().await;
+        tracing::info!("stopping");
+        node.shutdown().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sett: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Members of the playground.
+const PLAYGROUND_MEMBERS: usize = 3;
+/// How long stopping members may take before they are killed.
+const PLAYGROUND_STOP_WAIT: Duration = Duration::from_secs(15);
+/// How often the playground checks that its members still run.
+const PLAYGROUND_POLL: Duration = Duration::from_millis(500);
+/// The port assignment, kept so a second run restarts the same cluster.
+const PLAYGROUND_PORTS_FILE: &str = "playground-ports.json";
+
+/// Client and peer port per member name.
+type Ports = BTreeMap<String, (u16, u16)>;
+
+fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    // All held at once so they differ; released just before the members
+    // bind them.
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
+fn playground_ports(dir: &Path) -> Result<Ports, String> {
+    let path = dir.join(PLAYGROUND_PORTS_FILE);
+    if let Ok(bytes) = std::fs::read(&path) {
+        return serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let ports = free_ports(2 * PLAYGROUND_MEMBERS).map_err(|e| format!("free ports: {e}"))?;
+    let map: Ports = (0..PLAYGROUND_MEMBERS)
+        .map(|i| (format!("m{}", i + 1), (ports[2 * i], ports[2 * i + 1])))
+        .collect();
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&map).expect("ports encode"),
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(map)
+}
+
+fn run_playground(args: &PlaygroundArgs) -> ExitCode {
+    match playground(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sett playground: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn playground(args: &PlaygroundArgs) -> Result<ExitCode, String> {
+    init_tracing(LogLevel::Info);
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("sett-playground-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let ports = playground_ports(&dir)?;
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let initial_cluster = ports
+        .iter()
+        .map(|(name, (_, peer))| format!("{name}={}", url(*peer)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    runtime().block_on(async {
+        let mut signals = StopSignals::install();
+        let mut children = Vec::new();
+        for (name, (client, peer)) in &ports {
+            let mut cmd = tokio::process::Command::new(&exe);
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("SETT_") {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd.arg("--name")
+                .arg(name)
+                .arg("--data-dir")
+                .arg(dir.join(name))
+                .arg("--listen-client-urls")
+                .arg(url(*client))
+                .arg("--advertise-client-urls")
+                .arg(url(*client))
+                .arg("--listen-peer-urls")
+                .arg(url(*peer))
+                .arg("--initial-advertise-peer-urls")
+                .arg(url(*peer))
+                .arg("--initial-cluster")
+                .arg(&initial_cluster)
+                .arg("--initial-cluster-token")
+                .arg("sett-playground")
+                .kill_on_drop(true);
+            let child = cmd.spawn().map_err(|e| format!("spawn {name}: {e}"))?;
+            children.push((name.clone(), child));
+        }
+        println!("sett playground: {} members, data in {}", ports.len(), dir.display());
+        println!("{:<6} {:<26} {:<26}", "name", "client URL (not served yet)", "peer URL");
+        for (name, (client, peer)) in &ports {
+            println!("{name:<6} {:<26} {:<26}", url(*client), url(*peer));
+        }
+        println!("Ctrl-C stops the cluster; `sett playground --dir {}` restarts it.", dir.display());
+
+        let exited = async {
+            // Ends when any member exits on its own.
+            let mut poll = tokio::time::interval(PLAYGROUND_POLL);
+            loop {
+                poll.tick().await;
+                for (name, child) in &mut children {
+                    if !matches!(child.try_wait(), Ok(None)) {
+                        return name.clone();
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = signals.wait() => {}
+            name = exited => eprintln!("sett playground: member {name} exited; stopping the others"),
+        }
+        let mut clean = true;
+        for (name, child) in &mut children {
+            if let Some(pid) = child.id() {
+                let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+                // SAFETY: kill(2) with a pid of our own live child and a
+                // valid signal number has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            match tokio::time::timeout(PLAYGROUND_STOP_WAIT, child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => {
+                    eprintln!("sett playground: {name} exited with {status}");
+                    clean = false;
+                }
+                Ok(Err(e)) => {
+                    eprintln!("sett playground: {name}: {e}");
+                    clean = false;
+                }
+                Err(_) => {
+                    eprintln!("sett playground: {name} did not stop; killing it");
+                    let _ = child.kill().await;
+                    clean = false;
+                }
+            }
+        }
+        Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Playground(args)) => run_playground(args),
+        None => run_member(&cli.flags),
+    }
 }

@@ -220,6 +220,8 @@ impl GrpcNetwork {
     }
 
     /// Decodes a unary reply's `ok` / `error` payloads.
+    // The error type is openraft's, fixed by the `RaftNetwork` trait.
+    #[allow(clippy::result_large_err)]
     fn decode<T: DeserializeOwned>(
         &self,
         ok: Option<Result<bytes::Bytes, bytes::Bytes>>,

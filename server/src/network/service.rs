@@ -80,11 +80,7 @@ impl RaftService {
         let trailer = loop {
             let msg = match stream.next().await {
                 Some(m) => m?,
-                None => {
-                    return Err(Status::aborted(
-                        "snapshot stream ended without a trailer",
-                    ))
-                }
+                None => return Err(Status::aborted("snapshot stream ended without a trailer")),
             };
             match msg.chunk {
                 Some(Chunk::Data(b)) => {
@@ -130,22 +126,17 @@ impl RaftService {
                 encode_reply(&fatal, "snapshot error")?.into(),
             ),
         };
-        // The state machine owns the file now (it renames it into place).
-        guard.disarm();
+        // An installed snapshot's file was renamed into place; one openraft
+        // refused (stale vote) is removed with the guard.
+        drop(guard);
         Ok(pb::InstallSnapshotResponse {
             result: Some(result),
         })
     }
 }
 
-/// Removes a partly received snapshot file unless disarmed.
+/// Removes a received snapshot file that was not installed.
 struct RemoveOnDrop(Option<PathBuf>);
-
-impl RemoveOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
