@@ -73,6 +73,10 @@ pub struct Options {
     /// written with compression use it: uncompressed blocks are read in
     /// place from the memory-mapped file, cached by the operating system.
     pub block_cache_size: usize,
+    /// Bytes of decoded table indexes kept in memory, shared by all
+    /// tables; indexes beyond it are decoded again from the file when
+    /// needed. 0 keeps every table's index in memory for its whole life.
+    pub index_cache_size: usize,
     /// Largest key accepted.
     pub max_key_size: usize,
     /// Largest value accepted.
@@ -128,6 +132,7 @@ impl Options {
             l0_stall_trigger: 20,
             compaction_threads: 2,
             block_cache_size: 256 << 20,
+            index_cache_size: 64 << 20,
             max_key_size: 64 << 10,
             max_value_size: 1 << 30,
             max_txn_entries: 100_000,

@@ -43,3 +43,38 @@ fn counters_follow_the_work_done() {
     db.compact().unwrap();
     assert!(db.stats().compactions >= 1);
 }
+
+#[test]
+fn table_indexes_stay_within_their_cache_budget() {
+    let budget = 16 << 10;
+    let mut o = Options::in_memory();
+    o.memtable_size = 64 << 10;
+    o.table_size = 32 << 10;
+    o.block_size = 256;
+    o.index_cache_size = budget;
+    let db = Db::open(o).unwrap();
+    let mut wb = db.write_batch();
+    for i in 0..20_000u32 {
+        wb.set(format!("key{i:08}").into_bytes(), vec![b'v'; 40])
+            .unwrap();
+    }
+    wb.flush().unwrap();
+    db.compact().unwrap();
+    let tables: usize = db.stats().tables_per_level.iter().sum();
+    assert!(tables > 10, "want many tables, got {tables}");
+    // Every key is still found although most indexes are evicted.
+    for i in (0..20_000u32).step_by(7) {
+        assert_eq!(
+            db.get(format!("key{i:08}").as_bytes()).unwrap(),
+            Some(vec![b'v'; 40])
+        );
+    }
+    let s = db.stats();
+    assert!(s.index_cache_bytes > 0);
+    assert!(
+        s.index_cache_bytes <= budget as u64,
+        "{} > {budget}",
+        s.index_cache_bytes
+    );
+    db.check().unwrap();
+}

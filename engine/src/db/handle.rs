@@ -78,6 +78,8 @@ pub struct Stats {
     pub cache_misses: u64,
     /// Bytes of blocks in the cache.
     pub cache_bytes: u64,
+    /// Bytes of decoded table indexes in the index cache.
+    pub index_cache_bytes: u64,
     /// Value-log garbage collection: runs, files and bytes reclaimed.
     pub value_log_gc: super::GcStats,
 }
@@ -324,6 +326,11 @@ impl Db {
             cache_hits,
             cache_misses,
             cache_bytes: self.inner.cache.as_ref().map_or(0, |c| c.used_bytes()),
+            index_cache_bytes: self
+                .inner
+                .index_cache
+                .as_ref()
+                .map_or(0, |c| c.used_bytes()),
             value_log_gc: self.value_log_gc_stats(),
         }
     }

@@ -7,7 +7,7 @@ use crate::levels::{Levels, Version};
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::options::Options;
-use crate::table::{BlockCache, Table, TableBuilder, TableOptions};
+use crate::table::{BlockCache, IndexCache, Table, TableBuilder, TableOptions};
 use crate::txn::Oracle;
 use crate::vlog::ValueLog;
 use crate::{Error, Result};
@@ -55,6 +55,8 @@ pub(crate) struct DbInner {
     pub(crate) levels: Levels,
     pub(crate) oracle: Oracle,
     pub(crate) cache: Option<Arc<BlockCache>>,
+    /// Decoded table indexes, bounded; `None` keeps them with their tables.
+    pub(crate) index_cache: Option<Arc<IndexCache>>,
     next_file_id: AtomicU64,
     pub(crate) write_tx: Mutex<Option<Sender<WriteRequest>>>,
     pub(crate) flush_tx: Mutex<Option<Sender<Arc<Memtable>>>>,
@@ -124,6 +126,8 @@ impl DbInner {
         // block cache holds decompressed blocks.
         let use_cache = opts.block_cache_size > 0 && opts.compression != crate::Compression::None;
         let cache = use_cache.then(|| Arc::new(BlockCache::new(opts.block_cache_size)));
+        let index_cache =
+            (opts.index_cache_size > 0).then(|| Arc::new(IndexCache::new(opts.index_cache_size)));
 
         let mut version = Version {
             levels: vec![Vec::new(); opts.max_levels],
@@ -137,7 +141,7 @@ impl DbInner {
                 }
                 _ => Error::Io(e),
             })?;
-            let table = Table::open(meta.id, path, data, cache.clone())?;
+            let table = Table::open_with(meta.id, path, data, cache.clone(), index_cache.clone())?;
             max_version = max_version.max(table.max_version());
             let level = meta.level as usize;
             if level >= version.levels.len() {
@@ -229,6 +233,7 @@ impl DbInner {
             levels: Levels::new(version),
             oracle: Oracle::new(max_version, opts.managed),
             cache,
+            index_cache,
             next_file_id: AtomicU64::new(next_file_id),
             write_tx: Mutex::new(None),
             flush_tx: Mutex::new(None),
@@ -278,7 +283,13 @@ impl DbInner {
         file.sync()?;
         drop(file);
         let data = self.fs.read_all(&path)?;
-        Ok(Arc::new(Table::open(id, path, data, self.cache.clone())?))
+        Ok(Arc::new(Table::open_with(
+            id,
+            path,
+            data,
+            self.cache.clone(),
+            self.index_cache.clone(),
+        )?))
     }
 
     /// The newest version of `key` visible at `read_ts`, tombstones

@@ -149,6 +149,15 @@ impl Index {
     }
 
     /// Number of data blocks.
+    /// Approximate heap bytes this index holds.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.keys.capacity()
+            + self.entries.capacity() * std::mem::size_of::<IndexEntry>()
+            + self.prefix.capacity()
+            + self.windows.capacity() * 8
+            + std::mem::size_of::<Index>()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

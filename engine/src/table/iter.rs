@@ -72,7 +72,7 @@ impl TableIter {
     /// Moves to the first entry (forward) or the last entry (reverse).
     pub(crate) fn rewind(&mut self) -> Result<()> {
         self.valid = false;
-        let n = self.table.index().len();
+        let n = self.table.block_count();
         let res = if n == 0 {
             Ok(())
         } else if self.reverse {
@@ -157,7 +157,7 @@ impl TableIter {
     /// Positions on the first entry of block `i`, or invalid past the end.
     fn enter_forward(&mut self, i: usize) -> Result<()> {
         self.valid = false;
-        if i >= self.table.index().len() {
+        if i >= self.table.block_count() {
             return Ok(());
         }
         let block = self.table.data_block(i)?;
@@ -198,8 +198,8 @@ impl TableIter {
     /// Forward seek: the index names the only block that can hold the
     /// answer, else the answer is the next block's first entry.
     fn seek_forward(&mut self, ikey: &[u8]) -> Result<()> {
-        let i = self.table.index().find(ikey);
-        if i >= self.table.index().len() {
+        let i = self.table.index()?.find(ikey);
+        if i >= self.table.block_count() {
             return Ok(());
         }
         let block = self.table.data_block(i)?;
@@ -222,11 +222,11 @@ impl TableIter {
     /// names (or the last block if `ikey` is past every separator), or it
     /// is the previous block's last entry.
     fn seek_reverse(&mut self, ikey: &[u8]) -> Result<()> {
-        let n = self.table.index().len();
+        let n = self.table.block_count();
         if n == 0 {
             return Ok(());
         }
-        let i = self.table.index().find(ikey).min(n - 1);
+        let i = self.table.index()?.find(ikey).min(n - 1);
         self.enter_reverse(i)?;
         match self.decoded.count_le(ikey) {
             0 if i == 0 => Ok(()),

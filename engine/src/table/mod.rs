@@ -14,12 +14,14 @@ mod cache;
 mod codec;
 mod footer;
 mod index;
+mod index_cache;
 mod iter;
 mod meta;
 mod reader;
 
 pub(crate) use builder::{TableBuilder, TableOptions};
 pub(crate) use cache::BlockCache;
+pub(crate) use index_cache::IndexCache;
 pub(crate) use iter::TableIter;
 pub(crate) use reader::Table;
 

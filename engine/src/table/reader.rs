@@ -12,6 +12,7 @@ use super::cache::BlockCache;
 use super::codec::read_block;
 use super::footer::{BlockHandle, Footer, FOOTER_LEN};
 use super::index::Index;
+use super::index_cache::IndexCache;
 use super::meta::Meta;
 use crate::format::{compare_keys, key_hash, key_version, user_key};
 use crate::fs::FileBytes;
@@ -20,6 +21,17 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Where a table finds its decoded index.
+enum IndexSlot {
+    /// Decoded at open and kept for the table's life.
+    Pinned(Arc<Index>),
+    /// Decoded on demand into the shared, bounded cache.
+    Cached {
+        cache: Arc<IndexCache>,
+        handle: BlockHandle,
+    },
+}
 
 /// An immutable, open table file.
 pub(crate) struct Table {
@@ -31,8 +43,11 @@ pub(crate) struct Table {
     file: FileBytes,
     /// Shared decoded-block cache.
     cache: Option<Arc<BlockCache>>,
-    /// Decoded block index.
-    index: Index,
+    /// The block index: decoded and kept, or fetched from the shared
+    /// index cache.
+    index: IndexSlot,
+    /// Number of data blocks.
+    blocks: usize,
     /// The bloom filter block's contents, if any.
     filter: Option<BlockBytes>,
     /// Counts and key bounds.
@@ -48,7 +63,7 @@ impl fmt::Debug for Table {
             .field("path", &self.path)
             .field("size", &self.size())
             .field("key_count", &self.meta.key_count)
-            .field("blocks", &self.index.len())
+            .field("blocks", &self.blocks)
             .finish()
     }
 }
@@ -65,6 +80,19 @@ impl Table {
         path: PathBuf,
         data: FileBytes,
         cache: Option<Arc<BlockCache>>,
+    ) -> Result<Table> {
+        Table::open_with(id, path, data, cache, None)
+    }
+
+    /// [`Table::open`], keeping the index in `index_cache` (bounded,
+    /// shared) instead of in the table. `id` must be unique among the
+    /// tables sharing either cache.
+    pub(crate) fn open_with(
+        id: u64,
+        path: PathBuf,
+        data: FileBytes,
+        cache: Option<Arc<BlockCache>>,
+        index_cache: Option<Arc<IndexCache>>,
     ) -> Result<Table> {
         let bytes = (*data).as_ref();
         let corrupt = |offset: u64, reason: &str| Error::corruption(&path, offset, reason);
@@ -95,12 +123,24 @@ impl Table {
             Meta::decode(meta_block.as_slice()).map_err(|r| corrupt(footer.meta.offset, r))?;
         check_meta_against_index(&meta, &index).map_err(|r| corrupt(footer.meta.offset, r))?;
 
+        let blocks = index.len();
+        let index = match index_cache {
+            Some(c) => {
+                c.get_or_load::<Error>(id, || Ok(index))?;
+                IndexSlot::Cached {
+                    cache: c,
+                    handle: footer.index,
+                }
+            }
+            None => IndexSlot::Pinned(Arc::new(index)),
+        };
         Ok(Table {
             id,
             path,
             file: data,
             cache,
             index,
+            blocks,
             filter,
             meta,
             meta_offset: footer.meta.offset,
@@ -144,14 +184,19 @@ impl Table {
 
     /// Number of data blocks.
     pub(crate) fn block_count(&self) -> usize {
-        self.index.len()
+        self.blocks
     }
 
-    /// The index separator of data block `i` (`i < block_count()`): an
-    /// internal key at or after the block's last key and before the next
+    /// Every `step`-th block's index separator (blocks `step-1`, `2*step-1`,
+    /// …): internal keys at or after a block's last key and before the next
     /// block's first. Streams cut key ranges at these.
-    pub(crate) fn block_separator(&self, i: usize) -> &[u8] {
-        self.index.key(i)
+    pub(crate) fn block_separators(&self, step: usize) -> Result<Vec<Vec<u8>>> {
+        let index = self.index()?;
+        let step = step.max(1);
+        Ok((step - 1..index.len())
+            .step_by(step)
+            .map(|i| index.key(i).to_vec())
+            .collect())
     }
 
     /// False if no key with user-key hash `user_key_hash`
@@ -171,7 +216,8 @@ impl Table {
         let mut key = Vec::new();
         // At most two blocks: the one the index names, and (if `seek` fell
         // between its last key and its separator) the next one.
-        for i in self.index.find(seek)..self.index.len() {
+        let index = self.index()?;
+        for i in index.find(seek)..index.len() {
             let block = self.data_block(i)?;
             let found = block
                 .seek(seek, &mut key)
@@ -190,11 +236,12 @@ impl Table {
     /// block's count, bounds and max version. Bypasses the cache.
     pub(crate) fn verify(&self) -> Result<()> {
         let fresh = Table::open(self.id, self.path.clone(), self.file.clone(), None)?;
+        let index = fresh.index()?;
         let mut decoded = DecodedBlock::default();
         let mut prev: Vec<u8> = Vec::new();
         let mut count = 0u64;
         let mut max_version = 0u64;
-        for i in 0..fresh.index.len() {
+        for i in 0..index.len() {
             let block = fresh.load_block(i, false)?;
             block
                 .decode_all(&mut decoded)
@@ -205,10 +252,10 @@ impl Table {
                 if count > 0 && compare_keys(&prev, k) != Ordering::Less {
                     return bad("keys out of order");
                 }
-                if compare_keys(k, fresh.index.key(i)) == Ordering::Greater {
+                if compare_keys(k, index.key(i)) == Ordering::Greater {
                     return bad("key above its index separator");
                 }
-                if i > 0 && compare_keys(k, fresh.index.key(i - 1)) != Ordering::Greater {
+                if i > 0 && compare_keys(k, index.key(i - 1)) != Ordering::Greater {
                     return bad("key not above the previous block's separator");
                 }
                 if !fresh.may_contain(key_hash(user_key(k))) {
@@ -239,9 +286,18 @@ impl Table {
         Ok(())
     }
 
-    /// The index.
-    pub(super) fn index(&self) -> &Index {
-        &self.index
+    /// The index, from the table or the shared cache (decoded from the
+    /// file on a miss).
+    pub(super) fn index(&self) -> Result<Arc<Index>> {
+        match &self.index {
+            IndexSlot::Pinned(i) => Ok(i.clone()),
+            IndexSlot::Cached { cache, handle } => cache.get_or_load(self.id, || {
+                let corrupt = |r: &str| Error::corruption(&self.path, handle.offset, r);
+                let block = read_block(&self.path, &self.file, *handle, "index", false)?;
+                let block = Block::new(block).map_err(&corrupt)?;
+                Index::decode(&block, handle.offset).map_err(&corrupt)
+            }),
+        }
     }
 
     /// Data block `i`, from the cache or read, checksummed and decoded
@@ -250,7 +306,7 @@ impl Table {
         let Some(cache) = &self.cache else {
             return Ok(Arc::new(self.load_block(i, false)?));
         };
-        let offset = self.index.handle(i).offset;
+        let offset = self.index()?.handle(i).offset;
         if let Some(block) = cache.get(self.id, offset) {
             return Ok(block);
         }
@@ -261,7 +317,7 @@ impl Table {
 
     /// Reads and checks data block `i`, bypassing the cache.
     fn load_block(&self, i: usize, owned: bool) -> Result<Block> {
-        let h = self.index.handle(i);
+        let h = self.index()?.handle(i);
         let bytes = read_block(&self.path, &self.file, h, "data", owned)?;
         let block = Block::new(bytes).map_err(|r| self.corrupt(h.offset, r))?;
         if block.is_empty() {
@@ -272,7 +328,8 @@ impl Table {
 
     /// A corruption error at data block `i`.
     pub(super) fn corrupt_block(&self, i: usize, reason: &str) -> Error {
-        self.corrupt(self.index.handle(i).offset, reason)
+        let offset = self.index().map_or(0, |x| x.handle(i).offset);
+        self.corrupt(offset, reason)
     }
 
     /// A corruption error in this file.
