@@ -10,6 +10,7 @@ use sett_server::config::{Flags, LogLevel};
 use sett_server::node::Node;
 use sett_server::raft::KvApplier;
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -263,7 +264,10 @@ fn playground(args: &PlaygroundArgs) -> Result<ExitCode, String> {
                 unsafe { libc::kill(pid, libc::SIGTERM) };
             }
             match tokio::time::timeout(PLAYGROUND_STOP_WAIT, child.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
+                // A member stopped by SIGTERM before it installed its
+                // handler had not opened its storage yet.
+                Ok(Ok(status))
+                    if status.success() || status.signal() == Some(libc::SIGTERM) => {}
                 Ok(Ok(status)) => {
                     eprintln!("sett playground: {name} exited with {status}");
                     clean = false;

@@ -306,7 +306,14 @@ impl<A: NodeApplier> Node<A> {
                 return Err(WriteError::NoLeader);
             };
             if leader == self.config.node_id {
-                return Ok(self.raft.client_write(request).await?);
+                match self.raft.client_write(request.clone()).await {
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                        // Leadership moved between the metrics and the write.
+                        last = WriteError::NoLeader;
+                        continue;
+                    }
+                    r => return Ok(r?),
+                }
             }
             let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
                 return Err(WriteError::NoLeader);

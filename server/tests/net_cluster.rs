@@ -2,14 +2,16 @@
 //! is elected, writes replicate, a follower forwards a write to the leader,
 //! a message for another cluster is refused, and a member stopped while
 //! the leader purged its log restarts from its data directory alone and
-//! catches up through a snapshot streamed over gRPC.
+//! catches up through a snapshot streamed over gRPC; a member started with
+//! `--initial-cluster-state existing` joins once the leader adds it.
 
 use prost::Message;
 use sett_proto::etcdserverpb::PutRequest;
 use sett_proto::sett::raft::v1 as pb;
-use sett_server::config::{Flags, MemberConfig};
+use sett_server::config::{ClusterState, Flags, MemberConfig};
 use sett_server::network::ForwardError;
 use sett_server::node::{bind, Node};
+use sett_server::raft::types::{SnapshotMeta, Vote};
 use sett_server::raft::{KvApplier, NodeId, Request};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -71,6 +73,7 @@ async fn applied(m: &Member, index: u64) {
 #[test]
 fn grpc_cluster_replicates_forwards_snapshots_and_restarts() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dir4 = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -179,6 +182,62 @@ fn grpc_cluster_replicates_forwards_snapshots_and_restarts() {
         let status = raw.vote(wrong_member).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
 
+        // A snapshot stream whose trailer disagrees with what arrived, or
+        // that ends without a trailer, installs nothing.
+        let follower_addr = addrs[followers[0]];
+        let follower_id = members[followers[0]].as_ref().unwrap().config().node_id;
+        let cluster_id = members[leader].as_ref().unwrap().config().cluster_id;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{follower_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut raw = pb::raft_client::RaftClient::new(channel);
+        let snapshot_stream = |trailer: Option<pb::SnapshotTrailer>| {
+            use pb::install_snapshot_request::Chunk;
+            let header = pb::SnapshotHeader {
+                peer: Some(pb::PeerHeader {
+                    cluster_id,
+                    from: 9,
+                    to: follower_id,
+                }),
+                vote: postcard::to_allocvec(&Vote::new(0, 9)).unwrap().into(),
+                meta: postcard::to_allocvec(&SnapshotMeta::default())
+                    .unwrap()
+                    .into(),
+            };
+            let mut msgs = vec![
+                Chunk::Header(header),
+                Chunk::Data(b"not a snapshot".to_vec().into()),
+            ];
+            msgs.extend(trailer.map(Chunk::Trailer));
+            tokio_stream::iter(
+                msgs.into_iter()
+                    .map(|c| pb::InstallSnapshotRequest { chunk: Some(c) }),
+            )
+        };
+        let status = raw
+            .install_snapshot(snapshot_stream(Some(pb::SnapshotTrailer {
+                chunk_count: 2,
+                size_bytes: 14,
+            })))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DataLoss);
+        let status = raw
+            .install_snapshot(snapshot_stream(None))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Aborted);
+        let m = members[followers[0]]
+            .as_ref()
+            .unwrap()
+            .raft()
+            .metrics()
+            .borrow()
+            .clone();
+        assert!(m.snapshot.is_none(), "nothing installed");
+
         // Stop a follower; the others go on writing past several snapshots
         // and purge the log it would need.
         let lagging = followers[1];
@@ -246,6 +305,24 @@ fn grpc_cluster_replicates_forwards_snapshots_and_restarts() {
             applied(m, resp.log_id.index).await;
             assert_eq!(value(m, "z").as_deref(), Some("26"));
         }
+
+        // A fourth member started with `--initial-cluster-state existing`
+        // waits uninitialized until the leader adds it, then catches up.
+        let l4 = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let a4 = l4.local_addr().unwrap();
+        let mut f4 = flags("n3", dir4.path(), a4, &format!("{cluster},n3=http://{a4}"));
+        f4.initial_cluster_state = Some(ClusterState::Existing);
+        let joined = start(f4.resolve().unwrap(), l4).await;
+        assert!(!joined.raft().is_initialized().await.unwrap());
+        let leader_raft = members[leader].as_ref().unwrap().raft().clone();
+        let added = leader_raft
+            .add_learner(joined.config().node_id, joined.config().own_node(), true)
+            .await
+            .unwrap();
+        applied(&joined, added.log_id.index).await;
+        assert_eq!(value(&joined, "z").as_deref(), Some("26"));
+        assert_eq!(value(&joined, "k149").as_deref(), Some("v149"));
+        members.push(Some(joined));
 
         for m in members.into_iter().flatten() {
             m.shutdown().await.unwrap();
