@@ -155,3 +155,12 @@ mod tests {
         assert_eq!(unhex(&hex(b"\x00\xffab")), Some(b"\x00\xffab".to_vec()));
     }
 }
+
+/// Keys one stream-writer round of the kill -9 ingest test writes.
+pub const INGEST_ROUND_KEYS: u64 = 2_000;
+
+/// Key `i` of ingest round `round` in trial `trial`; sorted by `i` within
+/// a round.
+pub fn ingest_key(trial: u64, round: u64, i: u64) -> Vec<u8> {
+    format!("ingest/{trial:04}/{round:06}/{i:06}").into_bytes()
+}
