@@ -138,6 +138,15 @@ pub fn parse_line(line: &str) -> Option<Line> {
     }
 }
 
+/// Keys one stream-writer round of the kill -9 ingest test writes.
+pub const INGEST_ROUND_KEYS: u64 = 2_000;
+
+/// Key `i` of ingest round `round` in trial `trial`; sorted by `i` within
+/// a round.
+pub fn ingest_key(trial: u64, round: u64, i: u64) -> Vec<u8> {
+    format!("ingest/{trial:04}/{round:06}/{i:06}").into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,13 +163,4 @@ mod tests {
         assert_eq!(parse_line("TRY 1"), None);
         assert_eq!(unhex(&hex(b"\x00\xffab")), Some(b"\x00\xffab".to_vec()));
     }
-}
-
-/// Keys one stream-writer round of the kill -9 ingest test writes.
-pub const INGEST_ROUND_KEYS: u64 = 2_000;
-
-/// Key `i` of ingest round `round` in trial `trial`; sorted by `i` within
-/// a round.
-pub fn ingest_key(trial: u64, round: u64, i: u64) -> Vec<u8> {
-    format!("ingest/{trial:04}/{round:06}/{i:06}").into_bytes()
 }
