@@ -1,7 +1,7 @@
 //! Shared state of an open database and its recovery.
 
 use super::write::WriteRequest;
-use crate::format::{key_hash, key_with_version, ValueStruct, META_DELETE, META_VALUE_POINTER};
+use crate::format::{key_hash, key_with_version, ValueStruct};
 use crate::fs::Fs;
 use crate::levels::{Levels, Version};
 use crate::manifest::Manifest;
@@ -180,28 +180,14 @@ impl DbInner {
         let threshold = opts.value_threshold;
         let mut replayed = 0u64;
         let end = vlog.replay(state.vlog_head, |e, vp| {
-            let vs = if e.meta & META_DELETE != 0 {
-                ValueStruct {
-                    meta: META_DELETE,
-                    user_meta: e.user_meta,
-                    expires_at: e.expires_at,
-                    payload: Vec::new(),
-                }
-            } else if e.value.len() >= threshold {
-                ValueStruct {
-                    meta: META_VALUE_POINTER,
-                    user_meta: e.user_meta,
-                    expires_at: e.expires_at,
-                    payload: vp.encode(),
-                }
-            } else {
-                ValueStruct {
-                    meta: 0,
-                    user_meta: e.user_meta,
-                    expires_at: e.expires_at,
-                    payload: e.value,
-                }
-            };
+            let vs = ValueStruct::for_log_entry(
+                e.meta,
+                e.user_meta,
+                e.expires_at,
+                &e.value,
+                threshold,
+                vp,
+            );
             if vs.pointer().is_none() {
                 // The log copy is garbage once this memtable is flushed.
                 vlog.discard

@@ -5,7 +5,7 @@
 
 use super::metrics::Metrics;
 use super::DbInner;
-use crate::format::{key_with_version, ValuePointer, ValueStruct, META_DELETE, META_VALUE_POINTER};
+use crate::format::{key_with_version, ValuePointer, ValueStruct};
 use crate::memtable::Memtable;
 use crate::vlog::{begin_record, encode_entry, finish_record, WriteEntry};
 use crate::{Error, Result};
@@ -128,34 +128,22 @@ impl DbInner {
                     debug_assert!(req.rewrite || e.version == req.commit_ts);
                     let at = buf.len();
                     let n = encode_entry(&mut buf, e);
-                    let vs = if e.meta & META_DELETE != 0 {
-                        ValueStruct {
-                            meta: META_DELETE,
-                            user_meta: e.user_meta,
-                            expires_at: e.expires_at,
-                            payload: Vec::new(),
-                        }
-                    } else if e.value.len() >= threshold {
-                        let vp = ValuePointer {
-                            fid,
-                            len: n as u32,
-                            offset: base + at as u64,
-                        };
-                        pointer_bytes += n;
-                        ValueStruct {
-                            meta: META_VALUE_POINTER,
-                            user_meta: e.user_meta,
-                            expires_at: e.expires_at,
-                            payload: vp.encode(),
-                        }
-                    } else {
-                        ValueStruct {
-                            meta: 0,
-                            user_meta: e.user_meta,
-                            expires_at: e.expires_at,
-                            payload: e.value.clone(),
-                        }
+                    let vp = ValuePointer {
+                        fid,
+                        len: n as u32,
+                        offset: base + at as u64,
                     };
+                    let vs = ValueStruct::for_log_entry(
+                        e.meta,
+                        e.user_meta,
+                        e.expires_at,
+                        &e.value,
+                        threshold,
+                        vp,
+                    );
+                    if vs.pointer().is_some() {
+                        pointer_bytes += n;
+                    }
                     applied.push((key_with_version(&e.key, e.version), vs.encode()));
                 }
                 finish_record(&mut buf, start);

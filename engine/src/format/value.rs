@@ -33,6 +33,32 @@ impl ValueStruct {
         buf.extend_from_slice(&self.payload);
     }
 
+    /// What the tree stores for a write that went to the value log at `vp`:
+    /// a deletion marker, a pointer when the value has at least
+    /// `threshold` bytes, or the value inline.
+    pub(crate) fn for_log_entry(
+        meta: u8,
+        user_meta: u8,
+        expires_at: u64,
+        value: &[u8],
+        threshold: usize,
+        vp: ValuePointer,
+    ) -> ValueStruct {
+        let (meta, payload) = if meta & META_DELETE != 0 {
+            (META_DELETE, Vec::new())
+        } else if value.len() >= threshold {
+            (META_VALUE_POINTER, vp.encode())
+        } else {
+            (0, value.to_vec())
+        };
+        ValueStruct {
+            meta,
+            user_meta,
+            expires_at,
+            payload,
+        }
+    }
+
     /// Encodes into a fresh vector.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(self.payload.len() + 12);

@@ -6,6 +6,7 @@ mod level;
 mod merge;
 mod source;
 
+pub(crate) use db_iter::prefix_end;
 pub use db_iter::{Iter, IterOptions};
 pub(crate) use level::LevelIter;
 pub(crate) use merge::MergeIter;

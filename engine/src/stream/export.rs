@@ -13,7 +13,7 @@
 use super::{KvBatch, KvEntry};
 use crate::db::Db;
 use crate::format::{now_secs, user_key};
-use crate::iter::IterOptions;
+use crate::iter::{prefix_end, IterOptions};
 use crate::txn::Txn;
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -98,18 +98,6 @@ impl Db {
             convert: None,
         }
     }
-}
-
-/// The smallest key greater than every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 impl<'a> Stream<'a> {
