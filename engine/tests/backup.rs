@@ -2,44 +2,14 @@
 //! chains, chain gaps, corrupt and truncated backups, and restore targets
 //! that are not empty.
 
+mod common;
+
+use common::dump;
 use sett_engine::{BackupSummary, Db, Entry, Error, IterOptions, Options};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One version as (key, version, value, user_meta, expires_at, deleted).
-type Version = (Vec<u8>, u64, Vec<u8>, u8, u64, bool);
-
-/// Every version of every key, tombstones and expired entries included.
-fn dump(db: &Db) -> Vec<Version> {
-    let txn = db.begin_read();
-    let mut it = txn.iter(IterOptions {
-        all_versions: true,
-        ..IterOptions::default()
-    });
-    it.rewind().unwrap();
-    let mut out = Vec::new();
-    while it.valid() {
-        let i = it.item();
-        let deleted = i.is_deleted_or_expired() && i.expires_at() == 0;
-        let value = if deleted {
-            Vec::new()
-        } else {
-            i.value().unwrap()
-        };
-        out.push((
-            i.key().to_vec(),
-            i.version(),
-            value,
-            i.user_meta(),
-            i.expires_at(),
-            deleted,
-        ));
-        it.next().unwrap();
-    }
-    out
-}
 
 /// The newest live value of every key.
 fn latest(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {

@@ -1,42 +1,13 @@
 //! Stream export and the stream writer: exact round trips, incremental
 //! exports, prefixes, bad input, and crashes during an ingest.
 
+mod common;
+
+use common::dump;
 use sett_engine::fs::FaultFs;
 use sett_engine::{Db, Entry, Error, IterOptions, KvBatch, KvEntry, Options, StreamOptions};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Every version of every key, as (key, version, value, user_meta, expires, deleted).
-type Dump = Vec<(Vec<u8>, u64, Vec<u8>, u8, u64, bool)>;
-
-fn dump(db: &Db) -> Dump {
-    let txn = db.begin_read();
-    let mut it = txn.iter(IterOptions {
-        all_versions: true,
-        ..IterOptions::default()
-    });
-    it.rewind().unwrap();
-    let mut out = Vec::new();
-    while it.valid() {
-        let i = it.item();
-        let deleted = i.is_deleted_or_expired() && i.expires_at() == 0;
-        let value = if deleted {
-            Vec::new()
-        } else {
-            i.value().unwrap()
-        };
-        out.push((
-            i.key().to_vec(),
-            i.version(),
-            value,
-            i.user_meta(),
-            i.expires_at(),
-            deleted,
-        ));
-        it.next().unwrap();
-    }
-    out
-}
 
 fn small_tables() -> Options {
     let mut o = Options::in_memory();

@@ -5,129 +5,22 @@
 //! handle from `begin_receiving_snapshot`, as the gRPC transport will), and
 //! a restarted member recovers its state from disk.
 
-use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-    Unreachable,
-};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
 use openraft::{Config, SnapshotPolicy};
-use parking_lot::Mutex;
 use prost::Message;
 use sett_proto::etcdserverpb::PutRequest;
-use sett_server::raft::types::{Raft, Snapshot, Vote};
-use sett_server::raft::{
-    KvApplier, LogStore, NodeId, Request, SettNode, StateMachineStore, TypeConfig,
-};
+use sett_server::raft::types::Raft;
+use sett_server::raft::{KvApplier, LogStore, NodeId, Request, SettNode, StateMachineStore};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A running member: its Raft handle and its state.
-type Member = (Raft, Arc<KvApplier>);
+mod common;
 
-#[derive(Clone, Default)]
-struct Router {
-    nodes: Arc<Mutex<BTreeMap<NodeId, Member>>>,
-}
+use common::{node, Router as Net};
 
-impl Router {
-    fn raft(&self, id: NodeId) -> Result<Raft, Unreachable> {
-        self.nodes
-            .lock()
-            .get(&id)
-            .map(|(r, _)| r.clone())
-            .ok_or_else(|| {
-                Unreachable::new(&std::io::Error::new(
-                    std::io::ErrorKind::NotConnected,
-                    format!("node {id} is down"),
-                ))
-            })
-    }
-}
-
-struct Conn {
-    target: NodeId,
-    router: Router,
-}
-
-impl RaftNetworkFactory<TypeConfig> for Router {
-    type Network = Conn;
-
-    async fn new_client(&mut self, target: NodeId, _node: &SettNode) -> Conn {
-        Conn {
-            target,
-            router: self.clone(),
-        }
-    }
-}
-
-type RpcErr = RPCError<NodeId, SettNode, RaftError<NodeId>>;
-
-impl RaftNetwork<TypeConfig> for Conn {
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        let raft = self.router.raft(self.target)?;
-        raft.append_entries(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        let raft = self.router.raft(self.target)?;
-        raft.vote(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: Vote,
-        snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        _option: RPCOption,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        let raft = self.router.raft(self.target)?;
-        let remote =
-            |e: Fatal<NodeId>| StreamingError::RemoteError(RemoteError::new(self.target, e));
-        let recv = raft
-            .begin_receiving_snapshot()
-            .await
-            .map_err(|e| remote(e.into_fatal().expect("only fatal errors")))?;
-        // The "transfer": the gRPC transport streams these bytes instead.
-        let (from, to) = (snapshot.snapshot.path().to_owned(), recv.path().to_owned());
-        tokio::task::spawn_blocking(move || std::fs::copy(from, to))
-            .await
-            .expect("copy task")
-            .map_err(|e| NetworkError::new(&e))?;
-        let snapshot = Snapshot {
-            meta: snapshot.meta,
-            snapshot: recv,
-        };
-        raft.install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(remote)
-    }
-}
-
-fn node(id: NodeId) -> SettNode {
-    SettNode {
-        name: format!("n{id}"),
-        peer_urls: vec![format!("mem://{id}")],
-        client_urls: Vec::new(),
-    }
-}
+/// The in-memory network of members holding a `KvApplier`.
+type Router = Net<KvApplier>;
 
 fn config() -> Arc<Config> {
     let c = Config {

@@ -3,18 +3,12 @@
 //! snapshot export / install, and a three-member in-memory cluster whose
 //! stores end up identical.
 
-use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-    Unreachable,
-};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
+mod common;
+
+use common::node;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, Config, EntryPayload, SnapshotPolicy};
-use parking_lot::Mutex;
 use prost::Message;
 use sett_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use sett_proto::etcdserverpb::request_op::Request as Op;
@@ -24,13 +18,12 @@ use sett_proto::etcdserverpb::{
     RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
 use sett_server::mvcc::MvccStore;
-use sett_server::raft::types::{Membership, Raft, Snapshot, StorageError, Vote};
+use sett_server::raft::types::{Membership, Raft, StorageError};
 use sett_server::raft::{
     Applier, Entry, FailureKind, LogId, LogStore, MvccApplier, NodeId, Request, Response, SettNode,
     StateMachineStore, TypeConfig,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,14 +46,6 @@ fn blank(index: u64) -> Entry {
     Entry {
         log_id: log_id(index),
         payload: EntryPayload::Blank,
-    }
-}
-
-fn node(id: NodeId) -> SettNode {
-    SettNode {
-        name: format!("n{id}"),
-        peer_urls: vec![format!("mem://{id}")],
-        client_urls: Vec::new(),
     }
 }
 
@@ -489,101 +474,12 @@ fn rt() -> tokio::runtime::Runtime {
 
 // ---------------------------------------------------------------- cluster
 
-/// A running member: its Raft handle and its state.
-type Member = (Raft, Arc<MvccApplier>);
+/// The in-memory network of members holding a `MvccApplier`.
+type Router = common::Router<MvccApplier>;
 
-#[derive(Clone, Default)]
-struct Router {
-    nodes: Arc<Mutex<BTreeMap<NodeId, Member>>>,
-}
-
-impl Router {
-    fn raft(&self, id: NodeId) -> Result<Raft, Unreachable> {
-        self.nodes
-            .lock()
-            .get(&id)
-            .map(|(r, _)| r.clone())
-            .ok_or_else(|| {
-                Unreachable::new(&std::io::Error::new(
-                    std::io::ErrorKind::NotConnected,
-                    format!("node {id} is down"),
-                ))
-            })
-    }
-
-    fn store(&self, id: NodeId) -> Arc<MvccStore> {
-        self.nodes.lock().get(&id).unwrap().1.store()
-    }
-}
-
-struct Conn {
-    target: NodeId,
-    router: Router,
-}
-
-impl RaftNetworkFactory<TypeConfig> for Router {
-    type Network = Conn;
-
-    async fn new_client(&mut self, target: NodeId, _node: &SettNode) -> Conn {
-        Conn {
-            target,
-            router: self.clone(),
-        }
-    }
-}
-
-type RpcErr = RPCError<NodeId, SettNode, RaftError<NodeId>>;
-
-impl RaftNetwork<TypeConfig> for Conn {
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        let raft = self.router.raft(self.target)?;
-        raft.append_entries(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        let raft = self.router.raft(self.target)?;
-        raft.vote(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: Vote,
-        snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        _option: RPCOption,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        let raft = self.router.raft(self.target)?;
-        let remote =
-            |e: Fatal<NodeId>| StreamingError::RemoteError(RemoteError::new(self.target, e));
-        let recv = raft
-            .begin_receiving_snapshot()
-            .await
-            .map_err(|e| remote(e.into_fatal().expect("only fatal errors")))?;
-        let (from, to) = (snapshot.snapshot.path().to_owned(), recv.path().to_owned());
-        tokio::task::spawn_blocking(move || std::fs::copy(from, to))
-            .await
-            .expect("copy task")
-            .map_err(|e| NetworkError::new(&e))?;
-        let snapshot = Snapshot {
-            meta: snapshot.meta,
-            snapshot: recv,
-        };
-        raft.install_full_snapshot(vote, snapshot)
-            .await
-            .map_err(remote)
-    }
+/// The store of member `id`.
+fn store(router: &Router, id: NodeId) -> Arc<MvccStore> {
+    router.nodes.lock().get(&id).unwrap().1.store()
 }
 
 fn config() -> Arc<Config> {
@@ -634,10 +530,10 @@ async fn assert_converged(router: &Router, ids: &[NodeId], last: u64) -> i64 {
             .await
             .unwrap();
     }
-    let first = router.store(ids[0]);
+    let first = store(router, ids[0]);
     let want = first.hash_kv(0).unwrap();
     for &id in &ids[1..] {
-        let s = router.store(id);
+        let s = store(router, id);
         assert_eq!(
             s.current_revision(),
             first.current_revision(),
@@ -712,7 +608,7 @@ fn cluster_of_mvcc_stores_converges() {
         assert_converged(&router, &[1, 2, 3, 4], last).await;
         let m4 = router.raft(4).unwrap().metrics().borrow().clone();
         assert!(m4.snapshot.is_some(), "learner installed a snapshot");
-        assert_eq!(router.store(4).compacted_revision(), 50);
+        assert_eq!(store(&router, 4).compacted_revision(), 50);
 
         // A restarted follower recovers from disk and catches up.
         let follower = (1..=3).find(|&id| Some(id) != m.current_leader).unwrap();
@@ -722,7 +618,7 @@ fn cluster_of_mvcc_stores_converges() {
         }
         start(&router, follower, dirs[follower as usize - 1].path()).await;
         assert_converged(&router, &[1, 2, 3, 4], last).await;
-        assert_eq!(get(&router.store(follower), "k029").unwrap().0, "late");
+        assert_eq!(get(&store(&router, follower), "k029").unwrap().0, "late");
 
         for id in [1, 2, 3, 4] {
             stop(&router, id).await;

@@ -51,9 +51,20 @@ pub(crate) fn encode_entry(buf: &mut Vec<u8>, e: &WriteEntry) -> usize {
     buf.len() - start
 }
 
-/// Parses one entry at the front of `data`; returns it and its length, or a
-/// reason the bytes are bad.
-pub(crate) fn decode_entry(data: &[u8]) -> Result<(DecodedEntry, usize), &'static str> {
+/// Where the parts of one entry lie within its bytes.
+struct Layout {
+    meta: u8,
+    user_meta: u8,
+    expires_at: u64,
+    version: u64,
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+    /// Length of the whole entry, checksum included.
+    len: usize,
+}
+
+/// Parses and checksums the entry at the front of `data`.
+fn parse_entry(data: &[u8]) -> Result<Layout, &'static str> {
     const SHORT: &str = "entry truncated";
     let meta = *data.first().ok_or(SHORT)?;
     let user_meta = *data.get(1).ok_or(SHORT)?;
@@ -78,19 +89,44 @@ pub(crate) fn decode_entry(data: &[u8]) -> Result<(DecodedEntry, usize), &'stati
     if checksum(&data[..body_end]) != stored {
         return Err("entry checksum mismatch");
     }
-    let key = data[p..p + klen].to_vec();
-    let value = data[p + klen..body_end].to_vec();
+    Ok(Layout {
+        meta,
+        user_meta,
+        expires_at,
+        version,
+        key: p..p + klen,
+        value: p + klen..body_end,
+        len: body_end + 4,
+    })
+}
+
+/// Parses one entry at the front of `data`; returns it and its length, or a
+/// reason the bytes are bad.
+pub(crate) fn decode_entry(data: &[u8]) -> Result<(DecodedEntry, usize), &'static str> {
+    let l = parse_entry(data)?;
     Ok((
         DecodedEntry {
-            key,
-            value,
-            meta,
-            user_meta,
-            expires_at,
-            version,
+            key: data[l.key].to_vec(),
+            value: data[l.value].to_vec(),
+            meta: l.meta,
+            user_meta: l.user_meta,
+            expires_at: l.expires_at,
+            version: l.version,
         },
-        body_end + 4,
+        l.len,
     ))
+}
+
+/// Checks that `buf` holds exactly one whole entry and turns it into that
+/// entry's value in place (no second buffer: the read path of values).
+pub(crate) fn into_value(mut buf: Vec<u8>) -> Result<Vec<u8>, &'static str> {
+    let l = parse_entry(&buf)?;
+    if l.len != buf.len() {
+        return Err("value pointer length mismatch");
+    }
+    buf.truncate(l.value.end);
+    buf.drain(..l.value.start);
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -123,5 +159,9 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(decode_entry(&buf[..cut]).is_err());
         }
+        assert_eq!(into_value(buf.clone()).unwrap(), vec![7; 40]);
+        let mut longer = buf.clone();
+        longer.push(0);
+        assert!(into_value(longer).is_err());
     }
 }

@@ -8,7 +8,7 @@
 //! writer mutex; reads of any file may run concurrently with it.
 
 use super::discard::DiscardStats;
-use super::entry::{decode_entry, DecodedEntry};
+use super::entry::{decode_entry, into_value, DecodedEntry};
 use super::gc::GcState;
 use crate::format::{checksum, get_u32, get_u64, ValuePointer};
 use crate::fs::{Fs, FsFile};
@@ -293,13 +293,25 @@ impl ValueLog {
 
     /// Reads the entry `vp` points at and returns its value.
     pub(crate) fn read_value(&self, vp: ValuePointer) -> Result<Vec<u8>> {
-        let e = self.read_entry(vp)?;
+        let (buf, file) = self.read_raw(vp)?;
+        let value = into_value(buf).map_err(|r| Error::corruption(file.path(), vp.offset, r))?;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(e.value)
+        Ok(value)
     }
 
     /// Reads and checks the whole entry `vp` points at.
     pub(crate) fn read_entry(&self, vp: ValuePointer) -> Result<DecodedEntry> {
+        let (buf, file) = self.read_raw(vp)?;
+        let corrupt = |r: &str| Error::corruption(file.path(), vp.offset, r);
+        let (e, n) = decode_entry(&buf).map_err(corrupt)?;
+        if n != buf.len() {
+            return Err(corrupt("value pointer length mismatch"));
+        }
+        Ok(e)
+    }
+
+    /// The bytes `vp` points at, and the file they came from (for errors).
+    fn read_raw(&self, vp: ValuePointer) -> Result<(Vec<u8>, Arc<dyn FsFile>)> {
         let file = self.files.read().get(&vp.fid).cloned();
         let Some(file) = file else {
             // Only GC deletes log files, and never the append target.
@@ -320,16 +332,7 @@ impl ValueLog {
                 }
                 _ => Error::Io(e),
             })?;
-        let (e, n) =
-            decode_entry(&buf).map_err(|r| Error::corruption(file.path(), vp.offset, r))?;
-        if n != buf.len() {
-            return Err(Error::corruption(
-                file.path(),
-                vp.offset,
-                "value pointer length mismatch",
-            ));
-        }
-        Ok(e)
+        Ok((buf, file))
     }
 
     /// Number of value reads served so far.
