@@ -224,6 +224,8 @@ fn sett_raft_transport_service() {
             "/sett.raft.v1.Raft/Vote",
             "/sett.raft.v1.Raft/InstallSnapshot",
             "/sett.raft.v1.Raft/Forward",
+            "/sett.raft.v1.Raft/ReadIndex",
+            "/sett.raft.v1.Raft/Publish",
         ]
     );
     let lines = render(&["sett.raft.v1"]);

@@ -105,8 +105,7 @@ pub struct Flags {
     #[arg(long, env = "SETT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Comma-separated URLs to listen on for client traffic
-    /// [default: http://localhost:2379]. Until the etcd API is wired, only
-    /// the Raft transport is served; clients get nothing here yet.
+    /// [default: http://localhost:2379]; the etcd v3 API is served there.
     #[arg(long, env = "SETT_LISTEN_CLIENT_URLS")]
     pub listen_client_urls: Option<String>,
     /// Comma-separated client URLs advertised to the cluster

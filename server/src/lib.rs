@@ -6,7 +6,13 @@
 //!   managed mode.
 //! - [`raft`]: the openraft type configuration, the engine-backed log store
 //!   and state machine.
+//! - [`network`]: the Raft transport between members over gRPC.
+//! - [`node`]: one member: storage, Raft, bootstrap, write forwarding and
+//!   linearizable reads.
+//! - [`api`]: the etcd v3 services clients call.
+//! - [`config`]: etcd-style flags and the member's persisted configuration.
 
+pub mod api;
 pub mod config;
 pub mod mvcc;
 pub mod network;

@@ -1,31 +1,30 @@
 //! The `sett` binary: runs one cluster member (`sett [flags]`), or a local
 //! three-member cluster for trying things out (`sett playground`).
 //!
-//! In this build a member serves only the Raft peer transport on
-//! `--listen-peer-urls`; the client URLs serve nothing yet (the etcd v3 API
-//! is wired in once the MVCC store lands).
+//! A member serves the Raft transport on `--listen-peer-urls` and the etcd
+//! v3 API (KV, Maintenance.Status, Cluster.MemberList) on
+//! `--listen-client-urls`.
 
 use clap::{Args, Parser, Subcommand};
 use sett_server::config::{Flags, LogLevel};
 use sett_server::node::Node;
-use sett_server::raft::KvApplier;
+use sett_server::raft::MvccApplier;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const ABOUT: &str =
-    "A Raft-replicated key-value service speaking the etcd v3 API (work in progress)";
+const ABOUT: &str = "A Raft-replicated key-value service speaking the etcd v3 API";
 const LONG_ABOUT: &str = "\
 Runs one member of a sett cluster. Flags mirror etcd's; each can also be \
 given as a SETT_* environment variable (--initial-cluster = SETT_INITIAL_CLUSTER). \
 A restart needs only --data-dir: the resolved configuration is kept in \
 <data-dir>/member.json.
 
-In this build a member runs the Raft group and serves only the peer \
-transport on --listen-peer-urls. The client URLs serve nothing yet: the \
-etcd v3 API is not wired in.";
+A member serves the Raft transport to other members on --listen-peer-urls \
+and the etcd v3 API to clients (etcdctl, etcd client libraries) on \
+--listen-client-urls.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -122,7 +121,7 @@ fn run_member(flags: &Flags) -> ExitCode {
     init_tracing(cfg.log_level);
     let result = runtime().block_on(async {
         let mut signals = StopSignals::install();
-        let node = Node::start(cfg, |dir| KvApplier::open(dir)).await?;
+        let node = Node::start(cfg, |dir| MvccApplier::open(dir)).await?;
         signals.wait().await;
         tracing::info!("stopping");
         node.shutdown().await
@@ -233,10 +232,19 @@ fn playground(args: &PlaygroundArgs) -> Result<ExitCode, String> {
             children.push((name.clone(), child));
         }
         println!("sett playground: {} members, data in {}", ports.len(), dir.display());
-        println!("{:<6} {:<26} {:<26}", "name", "client URL (not served yet)", "peer URL");
+        println!("{:<6} {:<26} {:<26}", "name", "client URL", "peer URL");
         for (name, (client, peer)) in &ports {
             println!("{name:<6} {:<26} {:<26}", url(*client), url(*peer));
         }
+        // host:port, not URLs: etcdctl 3.4 sends a URL endpoint as the
+        // HTTP/2 authority of its Maintenance calls, which HTTP/2 servers
+        // other than grpc-go's refuse.
+        let endpoints = ports
+            .values()
+            .map(|(client, _)| format!("127.0.0.1:{client}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        println!("Try: etcdctl --endpoints={endpoints} put greeting hello");
         println!("Ctrl-C stops the cluster; `sett playground --dir {}` restarts it.", dir.display());
 
         let exited = async {

@@ -22,13 +22,15 @@
 //! implementing [`NodeApplier`] and being passed to [`Node::start`].
 
 use crate::config::{ClusterState, ConfigError, MemberConfig};
-use crate::network::{ForwardError, GrpcNetworkFactory, Identity, RaftService};
+use crate::network::{
+    publish_client_urls, ForwardError, GrpcNetworkFactory, Identity, RaftService, ReadIndexError,
+};
 use crate::raft::types::Raft;
 use crate::raft::{
     Applier, KvApplier, LogStore, NodeId, Request, SettNode, StateMachineStore, StoreError,
     TypeConfig,
 };
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::raft::ClientWriteResponse;
 use openraft::SnapshotPolicy;
 use std::net::SocketAddr;
@@ -39,10 +41,25 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// A state machine a [`Node`] can run on.
-pub trait NodeApplier: Applier {
+pub trait NodeApplier: Applier + Sized {
     /// Flushes and closes the databases; called once the Raft group has
     /// stopped.
     fn close(&self) -> Result<(), StoreError>;
+
+    /// Whether [`NodeApplier::client_routes`] offers services (the client
+    /// URLs are bound only then).
+    const SERVES_CLIENTS: bool = false;
+
+    /// The gRPC services this state machine offers clients on
+    /// `--listen-client-urls`, if any (none: the client URLs are not
+    /// bound).
+    fn client_routes(
+        _applier: &Arc<Self>,
+        _proposer: &Proposer,
+        _config: &MemberConfig,
+    ) -> Option<tonic::service::Routes> {
+        None
+    }
 }
 
 impl NodeApplier for KvApplier {
@@ -89,6 +106,166 @@ pub enum WriteError {
     Forward(#[from] ForwardError),
 }
 
+/// Why a linearizable read cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// No leader is known, or the leader could not confirm its leadership
+    /// with a quorum.
+    #[error("no leader")]
+    NoLeader,
+    /// The read index was not confirmed, or not applied here, in time.
+    #[error("read index not reached in time")]
+    Timeout,
+    /// Asking the leader failed.
+    #[error(transparent)]
+    ReadIndex(#[from] ReadIndexError),
+    /// The local Raft stopped.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// How often a write or read is retried after the leader changed under
+/// it.
+const LEADER_CHANGE_ATTEMPTS: usize = 3;
+
+/// Proposes writes and confirms linearizable reads for one member: locally
+/// when it leads, through the leader otherwise. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    raft: Raft,
+    network: GrpcNetworkFactory,
+    me: NodeId,
+}
+
+impl std::fmt::Debug for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposer").field("me", &self.me).finish()
+    }
+}
+
+impl Proposer {
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// This member's id.
+    pub fn member_id(&self) -> NodeId {
+        self.me
+    }
+
+    /// Proposes `request`: locally when this member leads, else forwarded
+    /// to the leader. Retries once per leader change, a bounded number of
+    /// times.
+    pub async fn write(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<ClientWriteResponse<TypeConfig>, WriteError> {
+        let mut last = WriteError::NoLeader;
+        for _ in 0..LEADER_CHANGE_ATTEMPTS {
+            let metrics = self.raft.metrics().borrow().clone();
+            let Some(leader) = metrics.current_leader else {
+                return Err(WriteError::NoLeader);
+            };
+            if leader == self.me {
+                match self.raft.client_write(request.clone()).await {
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                        // Leadership moved between the metrics and the write.
+                        last = WriteError::NoLeader;
+                        continue;
+                    }
+                    r => return Ok(r?),
+                }
+            }
+            let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+                return Err(WriteError::NoLeader);
+            };
+            match self
+                .network
+                .forward(leader, &node.clone(), &request, timeout)
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(ForwardError::Remote(RaftError::APIError(
+                    ClientWriteError::ForwardToLeader(_),
+                ))) => {
+                    // The leader changed under us: ask again.
+                    last = WriteError::NoLeader;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last)
+    }
+
+    /// Waits until a read served from this member's state machine is
+    /// linearizable (ReadIndex): the leader confirms its leadership with a
+    /// quorum and names its commit index, then this member waits until it
+    /// has applied that index. `timeout` bounds each step.
+    pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReadError> {
+        let mut last = ReadError::NoLeader;
+        for _ in 0..LEADER_CHANGE_ATTEMPTS {
+            let metrics = self.raft.metrics().borrow().clone();
+            let Some(leader) = metrics.current_leader else {
+                return Err(ReadError::NoLeader);
+            };
+            let index = if leader == self.me {
+                let checked = tokio::time::timeout(timeout, self.raft.get_read_log_id()).await;
+                match checked {
+                    Err(_) => return Err(ReadError::Timeout),
+                    Ok(Ok((read_log_id, _))) => read_log_id.map_or(0, |l| l.index),
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+                        last = ReadError::NoLeader;
+                        continue;
+                    }
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                        return Err(ReadError::NoLeader)
+                    }
+                    Ok(Err(e)) => return Err(ReadError::Raft(e.to_string())),
+                }
+            } else {
+                let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+                    return Err(ReadError::NoLeader);
+                };
+                match self
+                    .network
+                    .read_index(leader, &node.clone(), timeout)
+                    .await
+                {
+                    Ok(i) => i,
+                    Err(ReadIndexError::Remote(RaftError::APIError(
+                        CheckIsLeaderError::ForwardToLeader(_),
+                    ))) => {
+                        last = ReadError::NoLeader;
+                        continue;
+                    }
+                    Err(ReadIndexError::Remote(RaftError::APIError(
+                        CheckIsLeaderError::QuorumNotEnough(_),
+                    ))) => return Err(ReadError::NoLeader),
+                    Err(ReadIndexError::Timeout(_)) => return Err(ReadError::Timeout),
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if metrics.last_applied.map_or(0, |l| l.index) >= index {
+                return Ok(());
+            }
+            return match self
+                .raft
+                .wait(Some(timeout))
+                .applied_index_at_least(Some(index), "read index")
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(openraft::metrics::WaitError::Timeout(..)) => Err(ReadError::Timeout),
+                Err(e) => Err(ReadError::Raft(e.to_string())),
+            };
+        }
+        Err(last)
+    }
+}
+
 /// openraft's configuration for a member: etcd's heartbeat and election
 /// timeout (elections randomized over `[timeout, 2 × timeout)` as in
 /// etcd), a snapshot every `--snapshot-count` entries, and
@@ -110,8 +287,13 @@ pub fn raft_config(cfg: &MemberConfig) -> Result<openraft::Config, NodeError> {
 
 /// Binds every `--listen-peer-urls` address.
 pub async fn bind_peer_listeners(cfg: &MemberConfig) -> Result<Vec<TcpListener>, NodeError> {
-    let mut out = Vec::with_capacity(cfg.listen_peer_urls.len());
-    for url in &cfg.listen_peer_urls {
+    bind_urls(&cfg.listen_peer_urls).await
+}
+
+/// Binds the address of every `http://host:port` URL of `urls`.
+pub async fn bind_urls(urls: &[String]) -> Result<Vec<TcpListener>, NodeError> {
+    let mut out = Vec::with_capacity(urls.len());
+    for url in urls {
         let bind_err = |source| NodeError::Bind {
             url: url.clone(),
             source,
@@ -151,10 +333,11 @@ pub struct Node<A: NodeApplier> {
     raft: Raft,
     applier: Arc<A>,
     log: LogStore,
-    network: GrpcNetworkFactory,
+    proposer: Proposer,
     peer_addrs: Vec<SocketAddr>,
+    client_addrs: Vec<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
-    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    servers: Vec<ServerTask>,
 }
 
 impl<A: NodeApplier> std::fmt::Debug for Node<A> {
@@ -163,14 +346,16 @@ impl<A: NodeApplier> std::fmt::Debug for Node<A> {
             .field("name", &self.config.name)
             .field("id", &self.config.node_id)
             .field("peer_addrs", &self.peer_addrs)
+            .field("client_addrs", &self.client_addrs)
             .finish_non_exhaustive()
     }
 }
 
 impl<A: NodeApplier> Node<A> {
     /// Starts the member `cfg` (persisting `cfg` as `member.json`), with
-    /// its state machine opened by `open_applier` on `<data-dir>/sm`, and
-    /// serving the Raft transport on `--listen-peer-urls`.
+    /// its state machine opened by `open_applier` on `<data-dir>/sm`,
+    /// serving the Raft transport on `--listen-peer-urls` and the state
+    /// machine's client services (if any) on `--listen-client-urls`.
     pub async fn start(
         cfg: MemberConfig,
         open_applier: impl FnOnce(&Path) -> Result<A, StoreError>,
@@ -185,6 +370,24 @@ impl<A: NodeApplier> Node<A> {
         cfg: MemberConfig,
         open_applier: impl FnOnce(&Path) -> Result<A, StoreError>,
         listeners: Vec<TcpListener>,
+    ) -> Result<Node<A>, NodeError> {
+        cfg.validate()?;
+        let client_listeners = if A::SERVES_CLIENTS {
+            bind_urls(&cfg.listen_client_urls).await?
+        } else {
+            Vec::new()
+        };
+        Node::start_with_all_listeners(cfg, open_applier, listeners, client_listeners).await
+    }
+
+    /// As [`Node::start`], with the peer and client listeners already
+    /// bound. Client listeners are closed unused when the state machine
+    /// offers no client services.
+    pub async fn start_with_all_listeners(
+        cfg: MemberConfig,
+        open_applier: impl FnOnce(&Path) -> Result<A, StoreError>,
+        listeners: Vec<TcpListener>,
+        client_listeners: Vec<TcpListener>,
     ) -> Result<Node<A>, NodeError> {
         cfg.validate()?;
         cfg.save()?;
@@ -202,41 +405,45 @@ impl<A: NodeApplier> Node<A> {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+        let proposer = Proposer {
+            raft: raft.clone(),
+            network,
+            me: cfg.node_id,
+        };
+
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut peer_addrs = Vec::new();
         let mut servers = Vec::new();
-        for listener in listeners {
-            peer_addrs.push(listener.local_addr().map_err(|source| NodeError::Bind {
-                url: "peer listener".into(),
-                source,
-            })?);
-            let svc = RaftService::new(raft.clone(), me).into_server();
-            let mut stopped = stopped.clone();
-            servers.push(tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(svc)
-                    .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
-                        async move {
-                            let _ = stopped.wait_for(|s| *s).await;
-                        },
-                    ),
-            ));
-        }
+        let peer_routes =
+            tonic::service::Routes::new(RaftService::new(raft.clone(), me).into_server());
+        let peer_addrs = serve(listeners, peer_routes, &stopped, &mut servers)?;
+        let client_addrs = match A::client_routes(&applier, &proposer, &cfg) {
+            Some(routes) => serve(client_listeners, routes, &stopped, &mut servers)?,
+            None => Vec::new(),
+        };
         tracing::info!(
             name = %cfg.name,
             id = format_args!("{:x}", cfg.node_id),
             cluster = format_args!("{:x}", cfg.cluster_id),
             peers = ?peer_addrs,
+            clients = ?client_addrs,
             "member started"
         );
+        if A::SERVES_CLIENTS {
+            tokio::spawn(publish(
+                proposer.clone(),
+                cfg.advertise_client_urls.clone(),
+                Duration::from_millis(cfg.election_timeout_ms),
+                stopped.clone(),
+            ));
+        }
         let node = Node {
             config: cfg,
             raft,
             applier,
             log,
-            network,
+            proposer,
             peer_addrs,
+            client_addrs,
             stop,
             servers,
         };
@@ -285,55 +492,29 @@ impl<A: NodeApplier> Node<A> {
         &self.peer_addrs
     }
 
-    /// The peer transport client (for forwarding).
-    pub fn network(&self) -> &GrpcNetworkFactory {
-        &self.network
+    /// The addresses the client services listen on (none when the state
+    /// machine offers none).
+    pub fn client_addrs(&self) -> &[SocketAddr] {
+        &self.client_addrs
     }
 
-    /// Proposes `request`: locally when this member leads, else forwarded
-    /// to the leader. Retries once per leader change, a bounded number of
-    /// times.
+    /// The peer transport client (for forwarding).
+    pub fn network(&self) -> &GrpcNetworkFactory {
+        &self.proposer.network
+    }
+
+    /// Proposes writes and confirms reads for this member.
+    pub fn proposer(&self) -> &Proposer {
+        &self.proposer
+    }
+
+    /// [`Proposer::write`] of this member.
     pub async fn write(
         &self,
         request: Request,
         timeout: Duration,
     ) -> Result<ClientWriteResponse<TypeConfig>, WriteError> {
-        const ATTEMPTS_MAX: usize = 3;
-        let mut last = WriteError::NoLeader;
-        for _ in 0..ATTEMPTS_MAX {
-            let metrics = self.raft.metrics().borrow().clone();
-            let Some(leader) = metrics.current_leader else {
-                return Err(WriteError::NoLeader);
-            };
-            if leader == self.config.node_id {
-                match self.raft.client_write(request.clone()).await {
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                        // Leadership moved between the metrics and the write.
-                        last = WriteError::NoLeader;
-                        continue;
-                    }
-                    r => return Ok(r?),
-                }
-            }
-            let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
-                return Err(WriteError::NoLeader);
-            };
-            match self
-                .network
-                .forward(leader, &node.clone(), &request, timeout)
-                .await
-            {
-                Ok(r) => return Ok(r),
-                Err(ForwardError::Remote(RaftError::APIError(
-                    ClientWriteError::ForwardToLeader(_),
-                ))) => {
-                    // The leader changed under us: ask again.
-                    last = WriteError::NoLeader;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last)
+        self.proposer.write(request, timeout).await
     }
 
     /// Stops serving, stops the Raft group and closes the databases.
@@ -342,8 +523,8 @@ impl<A: NodeApplier> Node<A> {
         for server in self.servers {
             match server.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("peer server: {e}"),
-                Err(e) => tracing::warn!("peer server task: {e}"),
+                Ok(Err(e)) => tracing::warn!("server: {e}"),
+                Err(e) => tracing::warn!("server task: {e}"),
             }
         }
         self.raft
@@ -355,5 +536,81 @@ impl<A: NodeApplier> Node<A> {
         self.log.close()?;
         tracing::info!(name = %self.config.name, "member stopped");
         Ok(())
+    }
+}
+
+type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
+
+/// Serves `routes` on each listener until `stopped` turns true; returns
+/// the bound addresses.
+fn serve(
+    listeners: Vec<TcpListener>,
+    routes: tonic::service::Routes,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+    servers: &mut Vec<ServerTask>,
+) -> Result<Vec<SocketAddr>, NodeError> {
+    let mut addrs = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        addrs.push(listener.local_addr().map_err(|source| NodeError::Bind {
+            url: "listener".into(),
+            source,
+        })?);
+        let mut stopped = stopped.clone();
+        servers.push(tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes.clone())
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                ),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Makes the membership carry this member's advertised client URLs
+/// (`--initial-cluster` names only peer URLs), as etcd members publish
+/// theirs: retried every `interval` until the membership holds them or
+/// the member stops.
+async fn publish(
+    proposer: Proposer,
+    client_urls: Vec<String>,
+    interval: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let metrics = proposer.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let published = membership
+            .get_node(&proposer.me)
+            .is_some_and(|n| n.client_urls == client_urls);
+        if published {
+            tracing::debug!("client URLs published");
+            return;
+        }
+        let result = match metrics.current_leader {
+            Some(leader) if leader == proposer.me => {
+                publish_client_urls(&proposer.raft, leader, client_urls.clone()).await
+            }
+            Some(leader) => match membership.get_node(&leader) {
+                Some(node) => {
+                    proposer
+                        .network
+                        .publish(leader, &node.clone(), client_urls.clone(), interval)
+                        .await
+                }
+                None => Err("leader not in the membership".into()),
+            },
+            None => Err("no leader".into()),
+        };
+        if let Err(e) = result {
+            tracing::debug!("publishing client URLs: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
     }
 }

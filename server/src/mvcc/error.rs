@@ -65,11 +65,35 @@ impl EtcdError {
         tonic::Code::NotFound,
         "etcdserver: requested lease not found",
     );
+    /// A request whose encoding exceeds `--max-request-bytes`.
+    pub const REQUEST_TOO_LARGE: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: request is too large",
+    );
+    /// No leader is known (election in progress, or no quorum).
+    pub const NO_LEADER: EtcdError =
+        EtcdError::new(tonic::Code::Unavailable, "etcdserver: no leader");
+    /// The request was not committed, or not confirmed, in time.
+    pub const REQUEST_TIMEOUT: EtcdError =
+        EtcdError::new(tonic::Code::Unavailable, "etcdserver: request timed out");
+    /// The leader changed while the request was in flight.
+    pub const LEADER_CHANGED: EtcdError =
+        EtcdError::new(tonic::Code::Unavailable, "etcdserver: leader changed");
+    /// The member is stopping.
+    pub const STOPPED: EtcdError =
+        EtcdError::new(tonic::Code::Unavailable, "etcdserver: server stopped");
     /// A lease with this ID already exists.
     pub const LEASE_EXISTS: EtcdError = EtcdError::new(
         tonic::Code::FailedPrecondition,
         "etcdserver: lease already exists",
     );
+}
+
+impl EtcdError {
+    /// The status to send to the client.
+    pub fn to_status(self) -> tonic::Status {
+        tonic::Status::new(self.code, self.message)
+    }
 }
 
 /// Error of an MVCC operation.

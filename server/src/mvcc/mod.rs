@@ -81,6 +81,6 @@ pub use error::{EtcdError, MvccError, Result};
 pub use lease::LeaseRecord;
 pub use native::NativeCommitOutcome;
 pub use snapshot::{SnapshotImporter, SnapshotInfo};
-pub use store::{HashKv, MvccStore, DEFAULT_MAX_TXN_OPS};
+pub use store::{check_range, HashKv, MvccStore, DEFAULT_MAX_TXN_OPS};
 pub use txn::validate_txn;
-pub use write::MetaWrites;
+pub use write::{check_delete, check_put, MetaWrites};

@@ -317,7 +317,7 @@ impl Drop for Snapshot<'_> {
 }
 
 /// etcd's `checkRangeRequest`.
-pub(crate) fn check_range(req: &RangeRequest) -> Result<()> {
+pub fn check_range(req: &RangeRequest) -> Result<()> {
     if req.key.is_empty() {
         return Err(EtcdError::EMPTY_KEY.into());
     }

@@ -244,9 +244,7 @@ impl MvccStore {
         req: &DeleteRangeRequest,
         meta: MetaWrites<'_>,
     ) -> Result<DeleteRangeResponse> {
-        if req.key.is_empty() {
-            return Err(EtcdError::EMPTY_KEY.into());
-        }
+        check_delete(req)?;
         let _g = self.apply_lock.lock();
         let mut ctx = WriteCtx::new(self)?;
         let resp = ctx.apply_delete(req)?;
@@ -263,8 +261,16 @@ impl MvccStore {
     }
 }
 
+/// etcd's `checkDeleteRequest`.
+pub fn check_delete(req: &DeleteRangeRequest) -> Result<()> {
+    if req.key.is_empty() {
+        return Err(EtcdError::EMPTY_KEY.into());
+    }
+    Ok(())
+}
+
 /// etcd's `checkPutRequest`.
-pub(crate) fn check_put(req: &PutRequest) -> Result<()> {
+pub fn check_put(req: &PutRequest) -> Result<()> {
     if req.key.is_empty() {
         return Err(EtcdError::EMPTY_KEY.into());
     }

@@ -19,8 +19,8 @@ use super::codec::{encode, Identity, MESSAGE_BYTES_MAX};
 use crate::raft::types::{Snapshot, Vote};
 use crate::raft::{NodeId, Request, SettNode, TypeConfig};
 use openraft::error::{
-    ClientWriteError, Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    StreamingError, Timeout, Unreachable,
+    CheckIsLeaderError, ClientWriteError, Fatal, NetworkError, RPCError, RaftError, RemoteError,
+    ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -152,6 +152,84 @@ impl GrpcNetworkFactory {
             None => Err(ForwardError::Protocol("empty forward reply".into())),
         }
     }
+}
+
+impl GrpcNetworkFactory {
+    /// Asks `leader` (at `node`) for a read index: it confirms its
+    /// leadership with a quorum and answers the log index a linearizable
+    /// read must see applied. `timeout` bounds the whole call.
+    pub async fn read_index(
+        &self,
+        leader: NodeId,
+        node: &SettNode,
+        timeout: Duration,
+    ) -> Result<u64, ReadIndexError> {
+        let mut client = self
+            .peers
+            .client(leader, node)
+            .map_err(|e| ReadIndexError::Unreachable(leader, e.to_string()))?;
+        let req = pb::ReadIndexRequest {
+            header: Some(self.peers.me.header_to(leader)),
+        };
+        let reply = match tokio::time::timeout(timeout, client.read_index(req)).await {
+            Err(_) => return Err(ReadIndexError::Timeout(leader)),
+            Ok(Err(s)) if is_unreachable(&s) => {
+                return Err(ReadIndexError::Unreachable(leader, s.to_string()))
+            }
+            Ok(Err(s)) => return Err(ReadIndexError::Protocol(s.to_string())),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        match reply.result {
+            Some(pb::read_index_response::Result::Index(i)) => Ok(i),
+            Some(pb::read_index_response::Result::Error(b)) => Err(ReadIndexError::Remote(
+                postcard::from_bytes(&b).map_err(|e| ReadIndexError::Protocol(e.to_string()))?,
+            )),
+            None => Err(ReadIndexError::Protocol("empty read index reply".into())),
+        }
+    }
+}
+
+impl GrpcNetworkFactory {
+    /// Asks `leader` (at `node`) to record this member's `client_urls` in
+    /// the membership.
+    pub async fn publish(
+        &self,
+        leader: NodeId,
+        node: &SettNode,
+        client_urls: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut client = self.peers.client(leader, node).map_err(|e| e.to_string())?;
+        let req = pb::PublishRequest {
+            header: Some(self.peers.me.header_to(leader)),
+            client_urls,
+        };
+        match tokio::time::timeout(timeout, client.publish(req)).await {
+            Err(_) => Err(format!("leader {leader:x} did not answer in time")),
+            Ok(Err(s)) => Err(s.to_string()),
+            Ok(Ok(r)) if r.get_ref().error.is_empty() => Ok(()),
+            Ok(Ok(r)) => Err(r.into_inner().error),
+        }
+    }
+}
+
+/// Why a leader gave no read index.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadIndexError {
+    /// No connection to the leader.
+    #[error("leader {0:x} unreachable: {1}")]
+    Unreachable(NodeId, String),
+    /// No answer in time.
+    #[error("leader {0:x} did not answer in time")]
+    Timeout(NodeId),
+    /// The receiver refused: typically `ForwardToLeader` when it is no
+    /// longer the leader, or `QuorumNotEnough`.
+    #[error("{0}")]
+    Remote(RaftError<NodeId, CheckIsLeaderError<NodeId, SettNode>>),
+    /// The reply did not decode, or the receiver refused the message.
+    #[error("read index protocol error: {0}")]
+    Protocol(String),
 }
 
 /// Why a forwarded write has no result.

@@ -4,7 +4,8 @@
 //! - [`client`]: [`GrpcNetworkFactory`] / [`GrpcNetwork`], openraft's
 //!   `RaftNetworkFactory` and `RaftNetwork` over lazily connected tonic
 //!   channels, and [`GrpcNetworkFactory::forward`] for client writes sent to
-//!   the leader.
+//!   the leader, and [`GrpcNetworkFactory::read_index`] for linearizable
+//!   reads served by a follower.
 //! - [`service`]: [`RaftService`], the tonic server that hands decoded
 //!   messages to the local `Raft`.
 //! - [`codec`]: payload encoding (postcard) and the [`PeerHeader`] check.
@@ -19,6 +20,6 @@ pub mod client;
 pub mod codec;
 pub mod service;
 
-pub use client::{ForwardError, GrpcNetwork, GrpcNetworkFactory};
+pub use client::{ForwardError, GrpcNetwork, GrpcNetworkFactory, ReadIndexError};
 pub use codec::Identity;
-pub use service::RaftService;
+pub use service::{publish_client_urls, RaftService};

@@ -11,7 +11,7 @@
 use super::codec::{decode_request, encode_reply, Identity};
 use crate::raft::types::{Raft, Snapshot, SnapshotMeta, Vote};
 use crate::raft::{NodeId, Request};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use sett_proto::sett::raft::v1 as pb;
 use sett_proto::sett::raft::v1::install_snapshot_request::Chunk;
 use std::path::PathBuf;
@@ -211,4 +211,69 @@ impl pb::raft_server::Raft for RaftService {
             result: Some(result),
         }))
     }
+
+    async fn read_index(
+        &self,
+        request: GrpcRequest<pb::ReadIndexRequest>,
+    ) -> Result<GrpcResponse<pb::ReadIndexResponse>, Status> {
+        let req = request.into_inner();
+        self.me.check(req.header.as_ref())?;
+        let checked: Result<_, RaftError<NodeId, CheckIsLeaderError<NodeId, _>>> =
+            self.raft.get_read_log_id().await;
+        let result = match checked {
+            Ok((read_log_id, _applied)) => {
+                pb::read_index_response::Result::Index(read_log_id.map_or(0, |l| l.index))
+            }
+            Err(e) => {
+                pb::read_index_response::Result::Error(encode_reply(&e, "read index error")?.into())
+            }
+        };
+        Ok(GrpcResponse::new(pb::ReadIndexResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn publish(
+        &self,
+        request: GrpcRequest<pb::PublishRequest>,
+    ) -> Result<GrpcResponse<pb::PublishResponse>, Status> {
+        let req = request.into_inner();
+        let from = self.me.check(req.header.as_ref())?;
+        let error = match publish_client_urls(&self.raft, from, req.client_urls).await {
+            Ok(()) => String::new(),
+            Err(e) => e,
+        };
+        Ok(GrpcResponse::new(pb::PublishResponse { error }))
+    }
+}
+
+/// Records `client_urls` as member `id`'s client URLs in the membership
+/// (on the leader). The member's name and peer URLs stay as they are, so
+/// no Raft message is routed differently.
+pub async fn publish_client_urls(
+    raft: &Raft,
+    id: NodeId,
+    client_urls: Vec<String>,
+) -> Result<(), String> {
+    let metrics = raft.metrics().borrow().clone();
+    let Some(current) = metrics
+        .membership_config
+        .membership()
+        .get_node(&id)
+        .cloned()
+    else {
+        return Err(format!("member {id:x} is not in the membership"));
+    };
+    if current.client_urls == client_urls {
+        return Ok(());
+    }
+    let node = crate::raft::SettNode {
+        client_urls,
+        ..current
+    };
+    let change = openraft::ChangeMembers::SetNodes(std::collections::BTreeMap::from([(id, node)]));
+    raft.change_membership(change, true)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -120,6 +120,20 @@ pub enum FailureKind {
     Conflict,
 }
 
+impl FailureKind {
+    /// The gRPC code a client gets.
+    pub fn code(self) -> tonic::Code {
+        match self {
+            FailureKind::InvalidArgument => tonic::Code::InvalidArgument,
+            FailureKind::NotFound => tonic::Code::NotFound,
+            FailureKind::OutOfRange => tonic::Code::OutOfRange,
+            FailureKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+            FailureKind::ResourceExhausted => tonic::Code::ResourceExhausted,
+            FailureKind::Conflict => tonic::Code::Aborted,
+        }
+    }
+}
+
 /// The result of applying one log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {

@@ -1,0 +1,264 @@
+//! The client-facing etcd v3 gRPC services of a member, served on
+//! `--listen-client-urls` over the [`MvccApplier`] state machine.
+//!
+//! - [`kv`]: `etcdserverpb.KV`. Writes (Put, DeleteRange, Txn, Compact)
+//!   are checked as etcd's gRPC layer checks them, then proposed through
+//!   Raft by the [`Proposer`] (forwarded to the leader from a follower);
+//!   the applied entry's answer is the response. Ranges are served from
+//!   this member's store: linearizable by default (ReadIndex through the
+//!   leader, then wait until applied here), serializable on request.
+//! - [`maintenance`]: `etcdserverpb.Maintenance` (`Status` for
+//!   `etcdctl endpoint status`).
+//! - [`cluster`]: `etcdserverpb.Cluster` (`MemberList`).
+//!
+//! Every response header carries the cluster id, this member's id, the
+//! Raft term it knows and the store revision, as etcd's do; errors are
+//! etcd's gRPC codes and message strings ([`EtcdError`]).
+
+mod cluster;
+mod kv;
+mod maintenance;
+
+use crate::config::MemberConfig;
+use crate::mvcc::{EtcdError, MvccError, MvccStore, DEFAULT_MAX_TXN_OPS};
+use crate::node::{NodeApplier, Proposer, ReadError, WriteError};
+use crate::raft::{MvccApplier, Request, Response, StoreError};
+use prost::Message;
+use sett_proto::etcdserverpb::ResponseHeader;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::Status;
+
+/// Room for gRPC framing above `--max-request-bytes` in a received
+/// message, as etcd allows.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// The part of the request timeout that does not scale with the election
+/// timeout (etcd: 5 s + 2 × election timeout).
+const REQUEST_TIMEOUT_BASE: Duration = Duration::from_secs(5);
+
+/// What every client service of a member shares; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct ApiContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    proposer: Proposer,
+    applier: Arc<MvccApplier>,
+    cluster_id: u64,
+    max_request_bytes: usize,
+    max_txn_ops: usize,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ApiContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiContext")
+            .field("member_id", &self.inner.proposer.member_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Response messages that carry an etcd `ResponseHeader`.
+pub(crate) trait HasHeader {
+    /// The header field.
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! has_header {
+    ($($t:ty),* $(,)?) => {
+        $(impl HasHeader for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        })*
+    };
+}
+
+use sett_proto::etcdserverpb as pb;
+has_header!(
+    pb::RangeResponse,
+    pb::PutResponse,
+    pb::DeleteRangeResponse,
+    pb::TxnResponse,
+    pb::CompactionResponse,
+    pb::StatusResponse,
+    pb::MemberListResponse,
+    pb::AlarmResponse,
+    pb::HashKvResponse,
+);
+
+impl ApiContext {
+    fn new(proposer: Proposer, applier: Arc<MvccApplier>, cfg: &MemberConfig) -> ApiContext {
+        ApiContext {
+            inner: Arc::new(Inner {
+                proposer,
+                applier,
+                cluster_id: cfg.cluster_id,
+                max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
+                max_txn_ops: DEFAULT_MAX_TXN_OPS,
+                request_timeout: REQUEST_TIMEOUT_BASE
+                    + 2 * Duration::from_millis(cfg.election_timeout_ms),
+            }),
+        }
+    }
+
+    /// The live store (replaced when a snapshot is installed).
+    fn store(&self) -> Arc<MvccStore> {
+        self.inner.applier.store()
+    }
+
+    fn proposer(&self) -> &Proposer {
+        &self.inner.proposer
+    }
+
+    /// Fills the cluster, member and term fields of `resp`'s header,
+    /// keeping the revision the store put there (or the current one).
+    fn fill_header<T: HasHeader>(&self, resp: &mut T, revision: Option<i64>) {
+        let raft_term = self.inner.proposer.raft().metrics().borrow().current_term;
+        let h = resp
+            .header_mut()
+            .get_or_insert_with(ResponseHeader::default);
+        h.cluster_id = self.inner.cluster_id;
+        h.member_id = self.inner.proposer.member_id();
+        h.raft_term = raft_term;
+        if let Some(rev) = revision {
+            h.revision = rev;
+        }
+    }
+
+    /// Refuses an encoded request above `--max-request-bytes`.
+    fn check_size(&self, encoded_len: usize) -> Result<(), Status> {
+        if encoded_len > self.inner.max_request_bytes {
+            return Err(EtcdError::REQUEST_TOO_LARGE.to_status());
+        }
+        Ok(())
+    }
+
+    /// Proposes `request` through Raft and decodes the applied answer.
+    async fn propose<T: Message + Default + HasHeader>(
+        &self,
+        request: Request,
+    ) -> Result<T, Status> {
+        let timeout = self.inner.request_timeout;
+        let written = tokio::time::timeout(timeout, self.proposer().write(request, timeout))
+            .await
+            .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
+            .map_err(write_status)?;
+        match written.data {
+            Response::Encoded(bytes) => {
+                let mut resp = T::decode(bytes.as_slice())
+                    .map_err(|e| Status::internal(format!("undecodable applied response: {e}")))?;
+                self.fill_header(&mut resp, None);
+                Ok(resp)
+            }
+            Response::Failed { kind, message } => Err(Status::new(kind.code(), message)),
+            Response::Empty => Err(Status::internal("applied entry gave no response")),
+        }
+    }
+
+    /// Waits until a read from this member's store is linearizable.
+    async fn read_barrier(&self) -> Result<(), Status> {
+        let timeout = self.inner.request_timeout;
+        tokio::time::timeout(timeout, self.proposer().read_barrier(timeout))
+            .await
+            .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
+            .map_err(read_status)
+    }
+
+    /// Runs a read on the live store, once more on the new store if a
+    /// snapshot install closed the old one under it.
+    fn read<T>(&self, f: impl Fn(&MvccStore) -> Result<T, MvccError>) -> Result<T, Status> {
+        match f(&self.store()) {
+            Err(MvccError::Storage(sett_engine::Error::Closed)) => {
+                f(&self.store()).map_err(|e| mvcc_status(&e))
+            }
+            r => r.map_err(|e| mvcc_status(&e)),
+        }
+    }
+}
+
+/// The client status of an MVCC error; storage failures are logged.
+fn mvcc_status(e: &MvccError) -> Status {
+    if e.etcd().is_none() {
+        tracing::error!("read failed: {e}");
+    }
+    e.to_status()
+}
+
+fn write_status(e: WriteError) -> Status {
+    use crate::network::ForwardError;
+    match e {
+        WriteError::NoLeader => EtcdError::NO_LEADER.to_status(),
+        WriteError::Forward(ForwardError::Timeout(_)) => EtcdError::REQUEST_TIMEOUT.to_status(),
+        WriteError::Forward(ForwardError::Unreachable(..)) => EtcdError::LEADER_CHANGED.to_status(),
+        WriteError::Forward(ForwardError::Remote(e)) | WriteError::Raft(e) => raft_status(&e),
+        WriteError::Forward(e) => {
+            tracing::warn!("forwarding a write: {e}");
+            EtcdError::LEADER_CHANGED.to_status()
+        }
+    }
+}
+
+fn raft_status<E: std::fmt::Display>(e: &openraft::error::RaftError<u64, E>) -> Status {
+    match e {
+        openraft::error::RaftError::Fatal(f) => {
+            tracing::error!("raft stopped: {f}");
+            EtcdError::STOPPED.to_status()
+        }
+        openraft::error::RaftError::APIError(e) => {
+            tracing::debug!("write refused: {e}");
+            EtcdError::LEADER_CHANGED.to_status()
+        }
+    }
+}
+
+fn read_status(e: ReadError) -> Status {
+    match e {
+        ReadError::NoLeader => EtcdError::NO_LEADER.to_status(),
+        ReadError::Timeout => EtcdError::REQUEST_TIMEOUT.to_status(),
+        ReadError::ReadIndex(e) => {
+            tracing::debug!("read index: {e}");
+            EtcdError::LEADER_CHANGED.to_status()
+        }
+        ReadError::Raft(e) => {
+            tracing::error!("raft stopped: {e}");
+            EtcdError::STOPPED.to_status()
+        }
+    }
+}
+
+impl NodeApplier for MvccApplier {
+    const SERVES_CLIENTS: bool = true;
+
+    fn close(&self) -> Result<(), StoreError> {
+        MvccApplier::close(self)
+    }
+
+    fn client_routes(
+        applier: &Arc<Self>,
+        proposer: &Proposer,
+        config: &MemberConfig,
+    ) -> Option<tonic::service::Routes> {
+        let ctx = ApiContext::new(proposer.clone(), applier.clone(), config);
+        let limit = ctx
+            .inner
+            .max_request_bytes
+            .saturating_add(GRPC_OVERHEAD_BYTES);
+        let kv = pb::kv_server::KvServer::new(kv::KvService::new(ctx.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX);
+        let maintenance = pb::maintenance_server::MaintenanceServer::new(
+            maintenance::MaintenanceService::new(ctx.clone()),
+        )
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+        let cluster = pb::cluster_server::ClusterServer::new(cluster::ClusterService::new(ctx))
+            .max_decoding_message_size(limit);
+        Some(
+            tonic::service::Routes::new(kv)
+                .add_service(maintenance)
+                .add_service(cluster),
+        )
+    }
+}
