@@ -36,6 +36,8 @@ pub const DEFAULT_CLUSTER_TOKEN: &str = "sett-cluster";
 const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
 const DEFAULT_PEER_URL: &str = "http://localhost:2380";
 const DEFAULT_HEARTBEAT_MS: u64 = 100;
+/// etcd's default watch progress notification interval: 10 minutes.
+const DEFAULT_PROGRESS_NOTIFY_MS: u64 = 10 * 60 * 1000;
 const DEFAULT_ELECTION_MS: u64 = 1000;
 /// etcd caps the election timeout at 50 s.
 const ELECTION_MS_MAX: u64 = 50_000;
@@ -164,6 +166,10 @@ pub struct Flags {
     /// Log level [default: info].
     #[arg(long, env = "SETT_LOG_LEVEL", value_enum)]
     pub log_level: Option<LogLevel>,
+    /// Interval between watch progress notifications, e.g. `10m`, `30s`
+    /// [default: 10m].
+    #[arg(long, env = "SETT_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL")]
+    pub experimental_watch_progress_notify_interval: Option<String>,
 }
 
 /// A configuration that cannot be used.
@@ -250,6 +256,13 @@ pub struct MemberConfig {
     pub auto_compaction_retention: String,
     /// `--log-level`.
     pub log_level: LogLevel,
+    /// `--experimental-watch-progress-notify-interval`, in milliseconds.
+    #[serde(default = "default_progress_notify_ms")]
+    pub watch_progress_notify_interval_ms: u64,
+}
+
+fn default_progress_notify_ms() -> u64 {
+    DEFAULT_PROGRESS_NOTIFY_MS
 }
 
 /// The Raft node id of member `name` in the cluster of `token`.
@@ -464,6 +477,7 @@ impl Flags {
             auto_compaction_mode: AutoCompactionMode::Periodic,
             auto_compaction_retention: "0".into(),
             log_level: LogLevel::Info,
+            watch_progress_notify_interval_ms: DEFAULT_PROGRESS_NOTIFY_MS,
         })
     }
 
@@ -508,6 +522,17 @@ impl Flags {
         }
         if let Some(v) = self.log_level {
             cfg.log_level = v;
+        }
+        if let Some(s) = &self.experimental_watch_progress_notify_interval {
+            let secs = parse_retention_secs(s)
+                .filter(|v| *v > 0.0)
+                .ok_or_else(|| {
+                    invalid(
+                        "--experimental-watch-progress-notify-interval",
+                        format!("{s:?} is not a positive duration (like 10m, 30s)"),
+                    )
+                })?;
+            cfg.watch_progress_notify_interval_ms = (secs * 1000.0).ceil() as u64;
         }
         Ok(())
     }

@@ -7,6 +7,8 @@
 //!   the applied entry's answer is the response. Ranges are served from
 //!   this member's store: linearizable by default (ReadIndex through the
 //!   leader, then wait until applied here), serializable on request.
+//! - [`watch`]: `etcdserverpb.Watch`, served from this member's store and
+//!   its event log.
 //! - [`maintenance`]: `etcdserverpb.Maintenance` (`Status` for
 //!   `etcdctl endpoint status`).
 //! - [`cluster`]: `etcdserverpb.Cluster` (`MemberList`).
@@ -18,6 +20,7 @@
 mod cluster;
 mod kv;
 mod maintenance;
+mod watch;
 
 use crate::config::MemberConfig;
 use crate::mvcc::{EtcdError, MvccError, MvccStore, DEFAULT_MAX_TXN_OPS};
@@ -86,6 +89,7 @@ has_header!(
     pb::MemberListResponse,
     pb::AlarmResponse,
     pb::HashKvResponse,
+    pb::WatchResponse,
 );
 
 impl ApiContext {
@@ -253,10 +257,17 @@ impl NodeApplier for MvccApplier {
         )
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+        let watch = pb::watch_server::WatchServer::new(watch::WatchService::new(
+            ctx.clone(),
+            Duration::from_millis(config.watch_progress_notify_interval_ms.max(1)),
+        ))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
         let cluster = pb::cluster_server::ClusterServer::new(cluster::ClusterService::new(ctx))
             .max_decoding_message_size(limit);
         Some(
             tonic::service::Routes::new(kv)
+                .add_service(watch)
                 .add_service(maintenance)
                 .add_service(cluster),
         )

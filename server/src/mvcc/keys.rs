@@ -192,6 +192,16 @@ impl KeyRange {
         }
     }
 
+    /// The `key` / `range_end` pair that [`KeyRange::new`] maps to this
+    /// range.
+    pub(crate) fn as_request(&self) -> (Vec<u8>, Vec<u8>) {
+        match self {
+            KeyRange::Single(k) => (k.clone(), Vec::new()),
+            KeyRange::Span(s, None) => (s.clone(), vec![0]),
+            KeyRange::Span(s, Some(e)) => (s.clone(), e.clone()),
+        }
+    }
+
     pub(crate) fn contains(&self, k: &[u8]) -> bool {
         match self {
             KeyRange::Single(s) => s.as_slice() == k,

@@ -78,6 +78,7 @@ mod view;
 mod write;
 
 pub use error::{EtcdError, MvccError, Result};
+pub(crate) use keys::KeyRange;
 pub use lease::LeaseRecord;
 pub use native::NativeCommitOutcome;
 pub use snapshot::{SnapshotImporter, SnapshotInfo};

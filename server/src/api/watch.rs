@@ -1,0 +1,421 @@
+//! `etcdserverpb.Watch`: one bidirectional stream carries many watches,
+//! served from this member's applied store.
+//!
+//! Each stream is one task ([`Session`]) that owns its watchers. A watcher
+//! is a key range plus `next`, the first revision it has not been sent.
+//! Whenever the store's revision moves (or a watcher is created behind
+//! it), the session reads the event log from `next` — O(events since
+//! `next`), never a scan of the keys — and sends what matches. Watchers
+//! with the same `next` share one read of the log. A read returns at most
+//! [`EVENTS_PER_READ`] events (whole revisions), so a watcher far behind
+//! catches up in bounded steps.
+//!
+//! Flow control is the gRPC stream's: responses go through a bounded
+//! queue, and a session whose client reads slowly waits on it. Writers
+//! never wait for watchers, and a slow session only falls behind (its
+//! watchers' `next` stays old) and later catches up from the log; if the
+//! log was compacted past `next` meanwhile, the watcher is cancelled with
+//! `compact_revision` set, as etcd does.
+//!
+//! etcd's rules kept here: `start_revision` 0 watches from the next
+//! revision, otherwise from `start_revision` inclusive; an empty key means
+//! `"\0"`; a `range_end` of `"\0"` means every key from `key` on; a
+//! client-chosen `watch_id` already in use is refused with a created and
+//! cancelled response carrying the reason; a zero `watch_id` gets the
+//! stream's next free id (starting at 0); a progress request is answered
+//! with `watch_id` -1 and the current revision; `fragment` splits a
+//! response larger than the request size limit holding several events.
+
+use super::ApiContext;
+use crate::mvcc::{EtcdError, KeyRange, MvccError, MvccStore};
+use prost::Message;
+use sett_proto::etcdserverpb::watch_create_request::FilterType;
+use sett_proto::etcdserverpb::watch_request::RequestUnion;
+use sett_proto::etcdserverpb::watch_server::Watch;
+use sett_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use sett_proto::mvccpb::event::EventType;
+use sett_proto::mvccpb::Event;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming};
+
+/// Most events one log read returns (it never splits a revision, so it
+/// may return more).
+pub(crate) const EVENTS_PER_READ: usize = 1000;
+/// Responses queued towards one client before the session waits.
+const OUT_QUEUE: usize = 128;
+/// The `watch_id` of a progress response to a progress request.
+const PROGRESS_WATCH_ID: i64 = -1;
+/// etcd's message for a client-chosen id already in use.
+const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+/// The Watch service of one member.
+#[derive(Debug, Clone)]
+pub(crate) struct WatchService {
+    ctx: ApiContext,
+    progress_interval: Duration,
+}
+
+impl WatchService {
+    pub(crate) fn new(ctx: ApiContext, progress_interval: Duration) -> WatchService {
+        WatchService {
+            ctx,
+            progress_interval,
+        }
+    }
+}
+
+type ResponseStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ResponseStream;
+
+    async fn watch(
+        &self,
+        request: GrpcRequest<Streaming<WatchRequest>>,
+    ) -> Result<GrpcResponse<ResponseStream>, Status> {
+        let incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel(OUT_QUEUE);
+        let session = Session {
+            ctx: self.ctx.clone(),
+            out: tx,
+            watchers: BTreeMap::new(),
+            next_auto_id: 0,
+        };
+        tokio::spawn(session.run(incoming, self.progress_interval));
+        Ok(GrpcResponse::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// One watch of a stream.
+#[derive(Debug)]
+struct Watcher {
+    range: KeyRange,
+    /// The first revision not yet sent.
+    next: i64,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    fragment: bool,
+    progress_notify: bool,
+    /// Whether anything was sent since the last progress tick.
+    sent_since_tick: bool,
+}
+
+impl Watcher {
+    fn wants(&self, ev: &Event) -> bool {
+        let is_put = ev.r#type == EventType::Put as i32;
+        if (is_put && self.no_put) || (!is_put && self.no_delete) {
+            return false;
+        }
+        ev.kv
+            .as_ref()
+            .is_some_and(|kv| self.range.contains(&kv.key))
+    }
+}
+
+/// The stream went away (the client left); the session ends.
+struct Gone;
+
+struct Session {
+    ctx: ApiContext,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_auto_id: i64,
+}
+
+impl Session {
+    async fn run(mut self, mut incoming: Streaming<WatchRequest>, progress_interval: Duration) {
+        let mut stores = self.ctx.inner.applier.subscribe_store();
+        let mut store = stores.borrow_and_update().clone();
+        let mut revisions = store.subscribe();
+        let out = self.out.clone();
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + progress_interval,
+            progress_interval,
+        );
+        loop {
+            if self.pump(&store).await.is_err() {
+                return;
+            }
+            let step = tokio::select! {
+                msg = incoming.next() => match msg {
+                    Some(Ok(req)) => self.handle(req, &store).await,
+                    // The client closed its side or the stream broke.
+                    Some(Err(_)) | None => Err(Gone),
+                },
+                changed = revisions.changed() => {
+                    if changed.is_err() {
+                        // The store was replaced (snapshot install): wait
+                        // for the new one.
+                        if stores.changed().await.is_err() {
+                            return;
+                        }
+                        store = stores.borrow_and_update().clone();
+                        revisions = store.subscribe();
+                    }
+                    Ok(())
+                }
+                changed = stores.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    store = stores.borrow_and_update().clone();
+                    revisions = store.subscribe();
+                    Ok(())
+                }
+                _ = progress.tick() => self.progress_tick(&store).await,
+                () = out.closed() => Err(Gone),
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, mut resp: WatchResponse, revision: i64) -> Result<(), Gone> {
+        self.ctx.fill_header(&mut resp, Some(revision));
+        self.out.send(Ok(resp)).await.map_err(|_| Gone)
+    }
+
+    async fn handle(&mut self, req: WatchRequest, store: &MvccStore) -> Result<(), Gone> {
+        let current = store.current_revision();
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => self.create(c, current).await,
+            Some(RequestUnion::CancelRequest(c)) => {
+                // etcd answers only a cancel of a watch that exists.
+                if self.watchers.remove(&c.watch_id).is_some() {
+                    let resp = WatchResponse {
+                        watch_id: c.watch_id,
+                        canceled: true,
+                        ..WatchResponse::default()
+                    };
+                    self.send(resp, current).await?;
+                }
+                Ok(())
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                let resp = WatchResponse {
+                    watch_id: PROGRESS_WATCH_ID,
+                    ..WatchResponse::default()
+                };
+                self.send(resp, current).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn create(&mut self, c: WatchCreateRequest, current: i64) -> Result<(), Gone> {
+        let id = if c.watch_id != 0 {
+            if self.watchers.contains_key(&c.watch_id) {
+                let resp = WatchResponse {
+                    watch_id: c.watch_id,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: DUPLICATE_WATCH_ID.to_owned(),
+                    ..WatchResponse::default()
+                };
+                return self.send(resp, current).await;
+            }
+            c.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_auto_id) {
+                self.next_auto_id += 1;
+            }
+            let id = self.next_auto_id;
+            self.next_auto_id += 1;
+            id
+        };
+        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+        let has = |f: FilterType| c.filters.contains(&(f as i32));
+        let watcher = Watcher {
+            range: KeyRange::new(key, &c.range_end),
+            next: if c.start_revision > 0 {
+                c.start_revision
+            } else {
+                current + 1
+            },
+            no_put: has(FilterType::Noput),
+            no_delete: has(FilterType::Nodelete),
+            prev_kv: c.prev_kv,
+            fragment: c.fragment,
+            progress_notify: c.progress_notify,
+            sent_since_tick: false,
+        };
+        self.watchers.insert(id, watcher);
+        let resp = WatchResponse {
+            watch_id: id,
+            created: true,
+            ..WatchResponse::default()
+        };
+        self.send(resp, current).await
+    }
+
+    /// Sends every watcher what it has not seen up to the current
+    /// revision (in bounded reads; loops until all are caught up).
+    async fn pump(&mut self, store: &MvccStore) -> Result<(), Gone> {
+        loop {
+            let current = store.current_revision();
+            // Group the watchers that are behind by their next revision.
+            let mut groups: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+            for (id, w) in &self.watchers {
+                if w.next <= current {
+                    groups.entry(w.next).or_default().push(*id);
+                }
+            }
+            if groups.is_empty() {
+                return Ok(());
+            }
+            for (next, ids) in groups {
+                self.catch_up(store, next, &ids, current).await?;
+            }
+        }
+    }
+
+    /// One log read from `next` for the watchers `ids`, sent to each.
+    async fn catch_up(
+        &mut self,
+        store: &MvccStore,
+        next: i64,
+        ids: &[i64],
+        current: i64,
+    ) -> Result<(), Gone> {
+        let read = if let [only] = ids {
+            let w = &self.watchers[only];
+            let (key, end) = w.range.as_request();
+            store.events_since(next, &key, &end, w.prev_kv, EVENTS_PER_READ)
+        } else {
+            let prev_kv = ids.iter().any(|id| self.watchers[id].prev_kv);
+            store.events_since(next, &[0], &[0], prev_kv, EVENTS_PER_READ)
+        };
+        let events = match read {
+            Ok(evs) => evs,
+            Err(MvccError::Etcd(e)) if e == EtcdError::COMPACTED => {
+                let compacted = store.compacted_revision();
+                for id in ids {
+                    self.watchers.remove(id);
+                    let resp = WatchResponse {
+                        watch_id: *id,
+                        canceled: true,
+                        compact_revision: compacted,
+                        ..WatchResponse::default()
+                    };
+                    self.send(resp, current).await?;
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                // The store failed or closed under us (snapshot install):
+                // end the stream; the client reconnects and resumes.
+                tracing::warn!("watch read failed: {e}");
+                let _ = self.out.send(Err(e.to_status())).await;
+                return Err(Gone);
+            }
+        };
+        let last = events
+            .last()
+            .and_then(|e| e.kv.as_ref())
+            .map_or(0, |kv| kv.mod_revision);
+        // A read that stopped at the limit ends with a whole revision;
+        // otherwise it covered everything up to (at least) `current`.
+        let new_next = if events.len() >= EVENTS_PER_READ {
+            last + 1
+        } else {
+            current.max(last) + 1
+        };
+        let header_rev = current.max(last);
+        for id in ids {
+            let Some(w) = self.watchers.get_mut(id) else {
+                continue;
+            };
+            w.next = new_next;
+            let mine: Vec<Event> = events
+                .iter()
+                .filter(|e| w.wants(e))
+                .map(|e| {
+                    let mut e = e.clone();
+                    if !w.prev_kv {
+                        e.prev_kv = None;
+                    }
+                    e
+                })
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            w.sent_since_tick = true;
+            let fragment = w.fragment;
+            let limit = self.ctx.inner.max_request_bytes;
+            for resp in split(*id, mine, fragment, limit) {
+                self.send(resp, header_rev).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Progress notifications: an empty response for each caught-up
+    /// watcher that asked for them and got nothing since the last tick.
+    async fn progress_tick(&mut self, store: &MvccStore) -> Result<(), Gone> {
+        let current = store.current_revision();
+        let mut due = Vec::new();
+        for (id, w) in &mut self.watchers {
+            if w.progress_notify && !w.sent_since_tick && w.next > current {
+                due.push(*id);
+            }
+            w.sent_since_tick = false;
+        }
+        for id in due {
+            let resp = WatchResponse {
+                watch_id: id,
+                ..WatchResponse::default()
+            };
+            self.send(resp, current).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The responses carrying `events` for watch `id`: one, or with
+/// `fragment` and an encoding above `limit`, several of at most `limit`
+/// bytes each (at least one event each), all but the last flagged
+/// `fragment`.
+fn split(id: i64, events: Vec<Event>, fragment: bool, limit: usize) -> Vec<WatchResponse> {
+    let whole = WatchResponse {
+        watch_id: id,
+        events,
+        ..WatchResponse::default()
+    };
+    if !fragment || whole.events.len() < 2 || whole.encoded_len() <= limit {
+        return vec![whole];
+    }
+    let mut out = Vec::new();
+    let mut cur: Vec<Event> = Vec::new();
+    let mut size = 0usize;
+    for ev in whole.events {
+        let n = ev.encoded_len() + 8;
+        if !cur.is_empty() && size + n > limit {
+            out.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+        size += n;
+        cur.push(ev);
+    }
+    out.push(cur);
+    let parts = out.len();
+    out.into_iter()
+        .enumerate()
+        .map(|(i, events)| WatchResponse {
+            watch_id: id,
+            events,
+            fragment: i + 1 < parts,
+            ..WatchResponse::default()
+        })
+        .collect()
+}
