@@ -9,6 +9,8 @@
 //!   leader, then wait until applied here), serializable on request.
 //! - [`watch`]: `etcdserverpb.Watch`, served from this member's store and
 //!   its event log.
+//! - [`lease`]: `etcdserverpb.Lease`; the leader keeps deadlines and
+//!   revokes expired leases through Raft.
 //! - [`maintenance`]: `etcdserverpb.Maintenance` (`Status` for
 //!   `etcdctl endpoint status`).
 //! - [`cluster`]: `etcdserverpb.Cluster` (`MemberList`).
@@ -19,6 +21,7 @@
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod watch;
 
@@ -52,6 +55,8 @@ struct Inner {
     max_request_bytes: usize,
     max_txn_ops: usize,
     request_timeout: Duration,
+    /// Lease deadlines (meaningful on the leader).
+    leases: lease::LeaseClock,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -90,6 +95,11 @@ has_header!(
     pb::AlarmResponse,
     pb::HashKvResponse,
     pb::WatchResponse,
+    pb::LeaseGrantResponse,
+    pb::LeaseRevokeResponse,
+    pb::LeaseKeepAliveResponse,
+    pb::LeaseTimeToLiveResponse,
+    pb::LeaseLeasesResponse,
 );
 
 impl ApiContext {
@@ -103,6 +113,7 @@ impl ApiContext {
                 max_txn_ops: DEFAULT_MAX_TXN_OPS,
                 request_timeout: REQUEST_TIMEOUT_BASE
                     + 2 * Duration::from_millis(cfg.election_timeout_ms),
+                leases: lease::LeaseClock::default(),
             }),
         }
     }
@@ -263,11 +274,17 @@ impl NodeApplier for MvccApplier {
         ))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
+        let lease = pb::lease_server::LeaseServer::new(lease::LeaseService::start(
+            ctx.clone(),
+            Duration::from_millis(config.election_timeout_ms),
+        ))
+        .max_decoding_message_size(limit);
         let cluster = pb::cluster_server::ClusterServer::new(cluster::ClusterService::new(ctx))
             .max_decoding_message_size(limit);
         Some(
             tonic::service::Routes::new(kv)
                 .add_service(watch)
+                .add_service(lease)
                 .add_service(maintenance)
                 .add_service(cluster),
         )

@@ -82,6 +82,9 @@ impl EtcdError {
     /// The member is stopping.
     pub const STOPPED: EtcdError =
         EtcdError::new(tonic::Code::Unavailable, "etcdserver: server stopped");
+    /// A lease TTL above etcd's maximum.
+    pub const LEASE_TTL_TOO_LARGE: EtcdError =
+        EtcdError::new(tonic::Code::OutOfRange, "etcdserver: too large lease TTL");
     /// A lease with this ID already exists.
     pub const LEASE_EXISTS: EtcdError = EtcdError::new(
         tonic::Code::FailedPrecondition,
