@@ -236,12 +236,9 @@ fn playground(args: &PlaygroundArgs) -> Result<ExitCode, String> {
         for (name, (client, peer)) in &ports {
             println!("{name:<6} {:<26} {:<26}", url(*client), url(*peer));
         }
-        // host:port, not URLs: etcdctl 3.4 sends a URL endpoint as the
-        // HTTP/2 authority of its Maintenance calls, which HTTP/2 servers
-        // other than grpc-go's refuse.
         let endpoints = ports
             .values()
-            .map(|(client, _)| format!("127.0.0.1:{client}"))
+            .map(|(client, _)| url(*client))
             .collect::<Vec<_>>()
             .join(",");
         println!("Try: etcdctl --endpoints={endpoints} put greeting hello");

@@ -21,6 +21,7 @@
 //! and the binary use [`KvApplier`] today; the etcd MVCC store plugs in by
 //! implementing [`NodeApplier`] and being passed to [`Node::start`].
 
+use crate::api::authority::AuthorityFix;
 use crate::config::{ClusterState, ConfigError, MemberConfig};
 use crate::network::{
     publish_client_urls, ForwardError, GrpcNetworkFactory, Identity, RaftService, ReadIndexError,
@@ -415,9 +416,9 @@ impl<A: NodeApplier> Node<A> {
         let mut servers = Vec::new();
         let peer_routes =
             tonic::service::Routes::new(RaftService::new(raft.clone(), me).into_server());
-        let peer_addrs = serve(listeners, peer_routes, &stopped, &mut servers)?;
+        let peer_addrs = serve(listeners, peer_routes, false, &stopped, &mut servers)?;
         let client_addrs = match A::client_routes(&applier, &proposer, &cfg) {
-            Some(routes) => serve(client_listeners, routes, &stopped, &mut servers)?,
+            Some(routes) => serve(client_listeners, routes, true, &stopped, &mut servers)?,
             None => Vec::new(),
         };
         tracing::info!(
@@ -542,13 +543,16 @@ impl<A: NodeApplier> Node<A> {
 type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
 
 /// Serves `routes` on each listener until `stopped` turns true; returns
-/// the bound addresses.
+/// the bound addresses. Client connections (`clients`) pass through
+/// [`AuthorityFix`].
 fn serve(
     listeners: Vec<TcpListener>,
     routes: tonic::service::Routes,
+    clients: bool,
     stopped: &tokio::sync::watch::Receiver<bool>,
     servers: &mut Vec<ServerTask>,
 ) -> Result<Vec<SocketAddr>, NodeError> {
+    use tokio_stream::StreamExt;
     let mut addrs = Vec::with_capacity(listeners.len());
     for listener in listeners {
         addrs.push(listener.local_addr().map_err(|source| NodeError::Bind {
@@ -556,16 +560,17 @@ fn serve(
             source,
         })?);
         let mut stopped = stopped.clone();
-        servers.push(tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_routes(routes.clone())
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    },
-                ),
-        ));
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let server = tonic::transport::Server::builder().add_routes(routes.clone());
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        servers.push(if clients {
+            let incoming = incoming.map(|conn| conn.map(AuthorityFix::new));
+            tokio::spawn(server.serve_with_incoming_shutdown(incoming, shutdown))
+        } else {
+            tokio::spawn(server.serve_with_incoming_shutdown(incoming, shutdown))
+        });
     }
     Ok(addrs)
 }

@@ -14,15 +14,21 @@
 //! - [`maintenance`]: `etcdserverpb.Maintenance` (`Status` for
 //!   `etcdctl endpoint status`).
 //! - [`cluster`]: `etcdserverpb.Cluster` (`MemberList`).
+//! - [`native`]: `sett.v1.Sett`, interactive serializable transactions.
+//!
+//! Client connections pass through [`authority::AuthorityFix`], which
+//! accepts the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends.
 //!
 //! Every response header carries the cluster id, this member's id, the
 //! Raft term it knows and the store revision, as etcd's do; errors are
 //! etcd's gRPC codes and message strings ([`EtcdError`]).
 
+pub mod authority;
 mod cluster;
 mod kv;
 mod lease;
 mod maintenance;
+mod native;
 mod watch;
 
 use crate::config::MemberConfig;
@@ -150,24 +156,34 @@ impl ApiContext {
         Ok(())
     }
 
-    /// Proposes `request` through Raft and decodes the applied answer.
+    /// Proposes `request` through Raft and decodes the applied answer,
+    /// with the header filled in.
     async fn propose<T: Message + Default + HasHeader>(
         &self,
         request: Request,
     ) -> Result<T, Status> {
+        let mut resp: T = self.propose_plain(request).await?;
+        self.fill_header(&mut resp, None);
+        Ok(resp)
+    }
+
+    /// Proposes `request` through Raft and decodes the applied answer as
+    /// the state machine wrote it.
+    async fn propose_plain<T: Message + Default>(&self, request: Request) -> Result<T, Status> {
         let timeout = self.inner.request_timeout;
         let written = tokio::time::timeout(timeout, self.proposer().write(request, timeout))
             .await
             .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
             .map_err(write_status)?;
         match written.data {
-            Response::Encoded(bytes) => {
-                let mut resp = T::decode(bytes.as_slice())
-                    .map_err(|e| Status::internal(format!("undecodable applied response: {e}")))?;
-                self.fill_header(&mut resp, None);
-                Ok(resp)
-            }
+            Response::Encoded(bytes) => T::decode(bytes.as_slice())
+                .map_err(|e| Status::internal(format!("undecodable applied response: {e}"))),
             Response::Failed { kind, message } => Err(Status::new(kind.code(), message)),
+            Response::FailedWithDetail {
+                kind,
+                message,
+                detail,
+            } => Err(Status::with_details(kind.code(), message, detail.into())),
             Response::Empty => Err(Status::internal("applied entry gave no response")),
         }
     }
@@ -279,12 +295,18 @@ impl NodeApplier for MvccApplier {
             Duration::from_millis(config.election_timeout_ms),
         ))
         .max_decoding_message_size(limit);
-        let cluster = pb::cluster_server::ClusterServer::new(cluster::ClusterService::new(ctx))
-            .max_decoding_message_size(limit);
+        let cluster =
+            pb::cluster_server::ClusterServer::new(cluster::ClusterService::new(ctx.clone()))
+                .max_decoding_message_size(limit);
+        let native =
+            sett_proto::sett::v1::sett_server::SettServer::new(native::NativeService::new(ctx))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(usize::MAX);
         Some(
             tonic::service::Routes::new(kv)
                 .add_service(watch)
                 .add_service(lease)
+                .add_service(native)
                 .add_service(maintenance)
                 .add_service(cluster),
         )

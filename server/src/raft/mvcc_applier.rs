@@ -64,7 +64,7 @@ use sett_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseGrantResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, ResponseHeader, TxnRequest,
 };
-use sett_proto::sett::v1::{CommitRequest, CommitResponse};
+use sett_proto::sett::v1::{CommitRequest, CommitResponse, ErrorDetail, ErrorReason};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -133,6 +133,15 @@ fn refused(kind: FailureKind, message: impl Into<String>) -> Outcome {
     Outcome::Refused(Response::Failed {
         kind,
         message: message.into(),
+    })
+}
+
+/// A native commit's abort, with its `ErrorDetail` for the client.
+fn aborted(message: &str, detail: &ErrorDetail) -> Outcome {
+    Outcome::Refused(Response::FailedWithDetail {
+        kind: FailureKind::Conflict,
+        message: message.to_owned(),
+        detail: detail.encode_to_vec(),
     })
 }
 
@@ -236,11 +245,21 @@ fn apply_request(
                     };
                     Ok(Outcome::Applied(resp.encode_to_vec()))
                 }
-                Ok(NativeCommitOutcome::Conflict { .. }) => {
-                    Ok(refused(FailureKind::Conflict, CONFLICT_MESSAGE))
+                Ok(NativeCommitOutcome::Conflict { key, revision }) => {
+                    let detail = ErrorDetail {
+                        reason: ErrorReason::Conflict as i32,
+                        key: key.into(),
+                        revision,
+                    };
+                    Ok(aborted(CONFLICT_MESSAGE, &detail))
                 }
-                Ok(NativeCommitOutcome::Compacted { .. }) => {
-                    Ok(refused(FailureKind::Conflict, COMPACTED_MESSAGE))
+                Ok(NativeCommitOutcome::Compacted { compact_revision }) => {
+                    let detail = ErrorDetail {
+                        reason: ErrorReason::Compacted as i32,
+                        revision: compact_revision,
+                        ..ErrorDetail::default()
+                    };
+                    Ok(aborted(COMPACTED_MESSAGE, &detail))
                 }
                 Err(e) => outcome::<CommitResponse>(Err(e)),
             }

@@ -148,6 +148,17 @@ pub enum Response {
         /// The message, exactly as etcd words it.
         message: String,
     },
+    /// A deterministic refusal that carries an encoded error detail for
+    /// the client (a native transaction's `sett.v1.ErrorDetail`), sent in
+    /// the gRPC status details.
+    FailedWithDetail {
+        /// Which gRPC code the edge returns.
+        kind: FailureKind,
+        /// The message.
+        message: String,
+        /// The encoded detail message.
+        detail: Vec<u8>,
+    },
 }
 
 /// The data of a snapshot: a file in the snapshot format of
