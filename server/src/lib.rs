@@ -10,10 +10,12 @@
 //! - [`node`]: one member: storage, Raft, bootstrap, write forwarding and
 //!   linearizable reads.
 //! - [`api`]: the etcd v3 services clients call.
+//! - [`dbfile`]: the snapshot file of `Maintenance.Snapshot`.
 //! - [`config`]: etcd-style flags and the member's persisted configuration.
 
 pub mod api;
 pub mod config;
+pub mod dbfile;
 pub mod mvcc;
 pub mod network;
 pub mod node;

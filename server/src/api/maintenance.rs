@@ -1,6 +1,9 @@
 //! `etcdserverpb.Maintenance`: `Status` (what `etcdctl endpoint status`
-//! shows), `HashKV` and an empty alarm list. Snapshot, Defragment, Hash,
-//! MoveLeader and Downgrade answer `UNIMPLEMENTED`.
+//! shows), `Hash` and `HashKV` (equal on every member at the same
+//! revision), `Snapshot` (the [`crate::dbfile`] file, written to a
+//! temporary file first so a slow reader never holds the store), and
+//! `Defragment` (a full engine compaction plus value-log GC); the alarm
+//! list is empty. MoveLeader and Downgrade answer `UNIMPLEMENTED`.
 
 use super::ApiContext;
 use sett_proto::etcdserverpb::maintenance_server::Maintenance;
@@ -10,6 +13,7 @@ use sett_proto::etcdserverpb::{
     MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
 };
+use std::io::Read;
 use std::pin::Pin;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
@@ -27,6 +31,40 @@ impl MaintenanceService {
     pub(crate) fn new(ctx: ApiContext) -> MaintenanceService {
         MaintenanceService { ctx }
     }
+}
+
+/// Where snapshot files are written before streaming (under the data
+/// directory; each is unlinked as soon as it is open).
+const SNAPSHOT_TMP_DIR: &str = "tmp";
+/// Bytes per Snapshot message.
+const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+/// Snapshot messages queued towards the client.
+const SNAPSHOT_QUEUE: usize = 4;
+/// The value-log GC ratio Defragment collects down to.
+const DEFRAG_GC_RATIO: f64 = 0.5;
+
+/// Writes the snapshot file of `store` into an anonymous file under
+/// `dir`; returns it (at its start) and its size.
+fn write_snapshot_file(
+    store: &crate::mvcc::MvccStore,
+    dir: &std::path::Path,
+) -> Result<(std::fs::File, u64), crate::dbfile::DbFileError> {
+    use std::io::Seek;
+    std::fs::create_dir_all(dir)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path = dir.join(format!("snapshot-{nanos}.tmp"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    // Gone from the directory now; the space is freed when the stream ends.
+    std::fs::remove_file(&path)?;
+    let size = crate::dbfile::write(store, &file)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    Ok((file, size))
 }
 
 fn unimplemented(what: &str) -> Status {
@@ -90,14 +128,36 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: GrpcRequest<DefragmentRequest>,
     ) -> Result<GrpcResponse<DefragmentResponse>, Status> {
-        Err(unimplemented("Defragment"))
+        let store = self.ctx.store();
+        let rev = store.current_revision();
+        tokio::task::spawn_blocking(move || -> Result<(), sett_engine::Error> {
+            let db = store.db();
+            db.compact()?;
+            while let sett_engine::GcOutcome::Collected(_) = db.run_value_log_gc(DEFRAG_GC_RATIO)? {
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("defragment task: {e}")))?
+        .map_err(|e| Status::internal(format!("defragment: {e}")))?;
+        let mut resp = DefragmentResponse::default();
+        self.ctx.fill_header(&mut resp, Some(rev));
+        Ok(GrpcResponse::new(resp))
     }
 
     async fn hash(
         &self,
         _request: GrpcRequest<HashRequest>,
     ) -> Result<GrpcResponse<HashResponse>, Status> {
-        Err(unimplemented("Hash"))
+        // The hash of the whole keyspace history kept (see
+        // `MvccStore::hash_kv`): equal on members with equal state.
+        let h = self.ctx.read(|store| store.hash_kv(0))?;
+        let mut resp = HashResponse {
+            hash: h.hash,
+            ..HashResponse::default()
+        };
+        self.ctx.fill_header(&mut resp, Some(h.current_revision));
+        Ok(GrpcResponse::new(resp))
     }
 
     async fn hash_kv(
@@ -121,7 +181,43 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: GrpcRequest<SnapshotRequest>,
     ) -> Result<GrpcResponse<SnapshotStream>, Status> {
-        Err(unimplemented("Snapshot"))
+        let store = self.ctx.store();
+        let rev = store.current_revision();
+        let dir = self.ctx.inner.data_dir.join(SNAPSHOT_TMP_DIR);
+        let (mut file, size) =
+            tokio::task::spawn_blocking(move || write_snapshot_file(&store, &dir))
+                .await
+                .map_err(|e| Status::internal(format!("snapshot task: {e}")))?
+                .map_err(|e| Status::internal(format!("snapshot: {e}")))?;
+        let mut header = SnapshotResponse::default();
+        self.ctx.fill_header(&mut header, Some(rev));
+        let header = header.header;
+        let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_QUEUE);
+        tokio::task::spawn_blocking(move || {
+            let mut remaining = size;
+            let mut first = true;
+            while remaining > 0 || first {
+                let n = remaining.min(SNAPSHOT_CHUNK_BYTES) as usize;
+                let mut blob = vec![0u8; n];
+                if let Err(e) = file.read_exact(&mut blob) {
+                    let _ = tx.blocking_send(Err(Status::internal(format!("snapshot read: {e}"))));
+                    return;
+                }
+                remaining -= n as u64;
+                let msg = SnapshotResponse {
+                    header: header.clone(),
+                    remaining_bytes: remaining,
+                    blob: blob.into(),
+                };
+                if tx.blocking_send(Ok(msg)).is_err() {
+                    return; // the client went away
+                }
+                first = false;
+            }
+        });
+        Ok(GrpcResponse::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(

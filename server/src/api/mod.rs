@@ -63,6 +63,8 @@ struct Inner {
     request_timeout: Duration,
     /// Lease deadlines (meaningful on the leader).
     leases: lease::LeaseClock,
+    /// The member's data directory (for temporary snapshot files).
+    data_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -101,6 +103,9 @@ has_header!(
     pb::AlarmResponse,
     pb::HashKvResponse,
     pb::WatchResponse,
+    pb::SnapshotResponse,
+    pb::HashResponse,
+    pb::DefragmentResponse,
     pb::LeaseGrantResponse,
     pb::LeaseRevokeResponse,
     pb::LeaseKeepAliveResponse,
@@ -120,6 +125,7 @@ impl ApiContext {
                 request_timeout: REQUEST_TIMEOUT_BASE
                     + 2 * Duration::from_millis(cfg.election_timeout_ms),
                 leases: lease::LeaseClock::default(),
+                data_dir: cfg.data_dir.clone(),
             }),
         }
     }

@@ -328,6 +328,18 @@ impl MvccApplier {
         self.store_tx.subscribe()
     }
 
+    /// Forgets the Raft state recorded with the data (applied log id and
+    /// membership), keeping every key: for a store restored from a
+    /// snapshot file to seed a new cluster.
+    pub fn forget_raft_state(&self) -> Result<(), StoreError> {
+        let _gate = self.gate.lock();
+        let applied = postcard::to_allocvec(&None::<LogId>)?;
+        let membership = postcard::to_allocvec(&StoredMembership::default())?;
+        let meta: Vec<(&[u8], &[u8])> =
+            vec![(META_APPLIED, &applied), (META_MEMBERSHIP, &membership)];
+        self.live.read().store.apply_meta(&meta).map_err(storage)
+    }
+
     /// Closes the database.
     pub fn close(&self) -> Result<(), StoreError> {
         Ok(self.live.read().store.db().close()?)

@@ -7,6 +7,8 @@
 //! settctl engine restore --dir NEWDIR --in FILE [--in FILE ...]
 //! settctl engine stream  --dir DIR [--prefix P] [--workers N] [--all-versions] [--out FILE]
 //! settctl engine gc      --dir DIR [--ratio 0.5]
+//! settctl snapshot status FILE
+//! settctl snapshot restore FILE --name N --data-dir DIR --initial-cluster ... [sett flags]
 //! ```
 //!
 //! The `engine` tools work on a database directory directly (the process
@@ -17,6 +19,7 @@
 
 mod engine;
 mod progress;
+mod snapshot;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,12 +37,16 @@ enum Command {
     /// restore, stream, gc.
     #[command(subcommand)]
     Engine(engine::EngineCommand),
+    /// Snapshot files saved from a running cluster: status, restore.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Engine(cmd) => engine::run(cmd),
+        Command::Snapshot(cmd) => snapshot::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
