@@ -3,7 +3,10 @@
 //! in the data directory.
 //!
 //! # Identity
-//! A member's Raft node id is `xxh3_64(name ‖ 0 ‖ cluster token)` and the
+//! An initial member's Raft node id is `xxh3_64(name ‖ 0 ‖ cluster token)`
+//! (a member added at runtime, started with `--initial-cluster-state
+//! existing`, hashes its sorted peer URLs instead: see
+//! [`added_member_id`]), and the
 //! cluster id `xxh3_64("sett-cluster" ‖ 0 ‖ cluster token)`: every member
 //! computes every id from `--initial-cluster` and
 //! `--initial-cluster-token` alone, without coordination. (etcd's cluster
@@ -272,6 +275,23 @@ pub fn node_id(name: &str, token: &str) -> NodeId {
     id.max(1)
 }
 
+/// The Raft node id of a member added at runtime (`MemberAdd`, then
+/// started with `--initial-cluster-state existing`): derived from its
+/// peer URLs, the only identity a MemberAdd request carries, as in etcd.
+pub fn added_member_id(peer_urls: &[String], token: &str) -> NodeId {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut bytes = Vec::new();
+    for u in &urls {
+        bytes.extend_from_slice(u.as_bytes());
+        bytes.push(0);
+    }
+    bytes.extend_from_slice(b"added");
+    bytes.push(0);
+    bytes.extend_from_slice(token.as_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes).max(1)
+}
+
 /// The cluster id of the cluster of `token`.
 pub fn cluster_id(token: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&[b"sett-cluster".as_slice(), &[0], token.as_bytes()].concat())
@@ -437,9 +457,19 @@ impl Flags {
                 .as_deref()
                 .unwrap_or(DEFAULT_CLIENT_URL),
         )?;
+        let state = self.initial_cluster_state.unwrap_or(ClusterState::New);
+        let own_id = match state {
+            ClusterState::New => node_id(&name, &token),
+            // Added at runtime by MemberAdd, which knows only the peer URLs.
+            ClusterState::Existing => added_member_id(&advertise_peer_urls, &token),
+        };
         let mut initial_members = BTreeMap::new();
         for (member, urls) in &cluster {
-            let id = node_id(member, &token);
+            let id = if *member == name {
+                own_id
+            } else {
+                node_id(member, &token)
+            };
             let node = SettNode {
                 name: member.clone(),
                 peer_urls: urls.clone(),
@@ -457,7 +487,7 @@ impl Flags {
             }
         }
         Ok(MemberConfig {
-            node_id: node_id(&name, &token),
+            node_id: own_id,
             cluster_id: cluster_id(&token),
             name,
             data_dir: PathBuf::new(),

@@ -24,7 +24,7 @@
 use crate::api::authority::AuthorityFix;
 use crate::config::{ClusterState, ConfigError, MemberConfig};
 use crate::network::{
-    publish_client_urls, ForwardError, GrpcNetworkFactory, Identity, RaftService, ReadIndexError,
+    publish_member, ForwardError, GrpcNetworkFactory, Identity, RaftService, ReadIndexError,
 };
 use crate::raft::types::Raft;
 use crate::raft::{
@@ -432,6 +432,7 @@ impl<A: NodeApplier> Node<A> {
         if A::SERVES_CLIENTS {
             tokio::spawn(publish(
                 proposer.clone(),
+                cfg.name.clone(),
                 cfg.advertise_client_urls.clone(),
                 Duration::from_millis(cfg.election_timeout_ms),
                 stopped.clone(),
@@ -575,12 +576,13 @@ fn serve(
     Ok(addrs)
 }
 
-/// Makes the membership carry this member's advertised client URLs
-/// (`--initial-cluster` names only peer URLs), as etcd members publish
-/// theirs: retried every `interval` until the membership holds them or
-/// the member stops.
+/// Makes the membership carry this member's name and advertised client
+/// URLs (`--initial-cluster` names only peer URLs, a MemberAdd only peer
+/// URLs), as etcd members publish theirs: retried every `interval` until
+/// the membership holds them or the member stops.
 async fn publish(
     proposer: Proposer,
+    name: String,
     client_urls: Vec<String>,
     interval: Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -590,28 +592,35 @@ async fn publish(
         let membership = metrics.membership_config.membership();
         let published = membership
             .get_node(&proposer.me)
-            .is_some_and(|n| n.client_urls == client_urls);
+            .is_some_and(|n| n.client_urls == client_urls && n.name == name);
         if published {
-            tracing::debug!("client URLs published");
+            tracing::debug!("name and client URLs published");
             return;
         }
         let result = match metrics.current_leader {
             Some(leader) if leader == proposer.me => {
-                publish_client_urls(&proposer.raft, leader, client_urls.clone()).await
+                publish_member(&proposer.raft, leader, name.clone(), client_urls.clone()).await
             }
             Some(leader) => match membership.get_node(&leader) {
                 Some(node) => {
                     proposer
                         .network
-                        .publish(leader, &node.clone(), client_urls.clone(), interval)
+                        .publish(
+                            leader,
+                            &node.clone(),
+                            name.clone(),
+                            client_urls.clone(),
+                            interval,
+                        )
                         .await
                 }
                 None => Err("leader not in the membership".into()),
             },
+            // Not in any membership yet (a member waiting to be added).
             None => Err("no leader".into()),
         };
         if let Err(e) = result {
-            tracing::debug!("publishing client URLs: {e}");
+            tracing::debug!("publishing name and client URLs: {e}");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

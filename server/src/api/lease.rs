@@ -17,7 +17,7 @@
 //!   answers TTL 0 and a time-to-live TTL -1.
 //! - **Leases**: the lease list of this member's store.
 
-use super::ApiContext;
+use super::{is_forwarded, ApiContext, FORWARDED};
 use crate::mvcc::EtcdError;
 use crate::raft::Request;
 use parking_lot::Mutex;
@@ -42,9 +42,6 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming}
 const MAX_LEASE_TTL_SECS: i64 = 9_000_000_000;
 /// How often the leader looks for expired leases.
 const EXPIRY_CHECK: Duration = Duration::from_millis(250);
-/// Metadata marking a call one member forwarded to the leader (the leader
-/// never forwards it again).
-const FORWARDED: &str = "sett-forwarded";
 /// Keep-alive responses queued towards one client.
 const OUT_QUEUE: usize = 64;
 
@@ -124,8 +121,6 @@ pub(crate) struct LeaseService {
     ctx: ApiContext,
     min_ttl: i64,
     next_id: std::sync::Arc<AtomicI64>,
-    /// Channels to other members' client URLs, for forwarding.
-    channels: std::sync::Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl LeaseService {
@@ -145,7 +140,6 @@ impl LeaseService {
             ctx,
             min_ttl,
             next_id: std::sync::Arc::new(AtomicI64::new(seed.max(1))),
-            channels: std::sync::Arc::default(),
         }
     }
 
@@ -156,29 +150,7 @@ impl LeaseService {
 
     /// A client of the leader's Lease service, for forwarding.
     fn leader_client(&self) -> Result<LeaseClient<Channel>, Status> {
-        let m = self.ctx.proposer().raft().metrics().borrow().clone();
-        let leader = m
-            .current_leader
-            .ok_or_else(|| EtcdError::NO_LEADER.to_status())?;
-        let url = m
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .and_then(|n| n.client_urls.first().cloned())
-            .ok_or_else(|| EtcdError::LEADER_CHANGED.to_status())?;
-        let mut channels = self.channels.lock();
-        let channel = match channels.get(&url) {
-            Some(c) => c.clone(),
-            None => {
-                let c = tonic::transport::Endpoint::from_shared(url.clone())
-                    .map_err(|e| Status::internal(format!("leader client URL {url:?}: {e}")))?
-                    .connect_timeout(self.ctx.inner.request_timeout)
-                    .connect_lazy();
-                channels.insert(url, c.clone());
-                c
-            }
-        };
-        Ok(LeaseClient::new(channel))
+        Ok(LeaseClient::new(self.ctx.leader_channel()?))
     }
 
     /// Renews lease `id` on the leader; the TTL granted, 0 for an unknown
@@ -214,10 +186,6 @@ impl LeaseService {
             .await
             .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
     }
-}
-
-fn is_forwarded<T>(req: &GrpcRequest<T>) -> bool {
-    req.metadata().get(FORWARDED).is_some()
 }
 
 /// The leader's expiry loop: revokes leases past their deadline.

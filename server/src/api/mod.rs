@@ -58,6 +58,7 @@ struct Inner {
     proposer: Proposer,
     applier: Arc<MvccApplier>,
     cluster_id: u64,
+    cluster_token: String,
     max_request_bytes: usize,
     max_txn_ops: usize,
     request_timeout: Duration,
@@ -65,6 +66,24 @@ struct Inner {
     leases: lease::LeaseClock,
     /// The member's data directory (for temporary snapshot files).
     data_dir: std::path::PathBuf,
+    /// Channels to other members' client URLs, for calls only the leader
+    /// answers (lease keep-alives, membership changes).
+    channels: parking_lot::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+}
+
+/// Metadata marking a call one member forwarded to the leader (the leader
+/// never forwards it again).
+const FORWARDED: &str = "sett-forwarded";
+
+/// Whether another member forwarded this call.
+fn is_forwarded<T>(req: &tonic::Request<T>) -> bool {
+    req.metadata().get(FORWARDED).is_some()
+}
+
+/// Marks `req` as forwarded.
+fn mark_forwarded<T>(req: &mut tonic::Request<T>) {
+    req.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -100,6 +119,10 @@ has_header!(
     pb::CompactionResponse,
     pb::StatusResponse,
     pb::MemberListResponse,
+    pb::MemberAddResponse,
+    pb::MemberRemoveResponse,
+    pb::MemberUpdateResponse,
+    pb::MemberPromoteResponse,
     pb::AlarmResponse,
     pb::HashKvResponse,
     pb::WatchResponse,
@@ -120,12 +143,14 @@ impl ApiContext {
                 proposer,
                 applier,
                 cluster_id: cfg.cluster_id,
+                cluster_token: cfg.cluster_token.clone(),
                 max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
                 max_txn_ops: DEFAULT_MAX_TXN_OPS,
                 request_timeout: REQUEST_TIMEOUT_BASE
                     + 2 * Duration::from_millis(cfg.election_timeout_ms),
                 leases: lease::LeaseClock::default(),
                 data_dir: cfg.data_dir.clone(),
+                channels: parking_lot::Mutex::default(),
             }),
         }
     }
@@ -192,6 +217,36 @@ impl ApiContext {
             } => Err(Status::with_details(kind.code(), message, detail.into())),
             Response::Empty => Err(Status::internal("applied entry gave no response")),
         }
+    }
+
+    /// Whether this member leads.
+    fn is_leader(&self) -> bool {
+        let m = self.proposer().raft().metrics().borrow().clone();
+        m.current_leader == Some(self.proposer().member_id())
+    }
+
+    /// A channel to the leader's first client URL (from the membership).
+    fn leader_channel(&self) -> Result<tonic::transport::Channel, Status> {
+        let m = self.proposer().raft().metrics().borrow().clone();
+        let leader = m
+            .current_leader
+            .ok_or_else(|| EtcdError::NO_LEADER.to_status())?;
+        let url = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .and_then(|n| n.client_urls.first().cloned())
+            .ok_or_else(|| EtcdError::LEADER_CHANGED.to_status())?;
+        let mut channels = self.inner.channels.lock();
+        if let Some(c) = channels.get(&url) {
+            return Ok(c.clone());
+        }
+        let c = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| Status::internal(format!("leader client URL {url:?}: {e}")))?
+            .connect_timeout(self.inner.request_timeout)
+            .connect_lazy();
+        channels.insert(url, c.clone());
+        Ok(c)
     }
 
     /// Waits until a read from this member's store is linearizable.

@@ -82,6 +82,34 @@ impl EtcdError {
     /// The member is stopping.
     pub const STOPPED: EtcdError =
         EtcdError::new(tonic::Code::Unavailable, "etcdserver: server stopped");
+    /// MemberAdd of a member whose id is taken.
+    pub const MEMBER_EXISTS: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: member ID already exist",
+    );
+    /// MemberAdd with peer URLs another member has.
+    pub const PEER_URL_EXISTS: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: Peer URLs already exists",
+    );
+    /// An unknown member id.
+    pub const MEMBER_NOT_FOUND: EtcdError =
+        EtcdError::new(tonic::Code::NotFound, "etcdserver: member not found");
+    /// MemberPromote of a voting member.
+    pub const MEMBER_NOT_LEARNER: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: can only promote a learner member",
+    );
+    /// MemberPromote of a learner far behind the leader.
+    pub const LEARNER_NOT_READY: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: can only promote a learner member which is in sync with leader",
+    );
+    /// Peer URLs that do not parse.
+    pub const MEMBER_BAD_URLS: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: given member URLs are invalid",
+    );
     /// A lease TTL above etcd's maximum.
     pub const LEASE_TTL_TOO_LARGE: EtcdError =
         EtcdError::new(tonic::Code::OutOfRange, "etcdserver: too large lease TTL");

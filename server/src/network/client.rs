@@ -190,12 +190,13 @@ impl GrpcNetworkFactory {
 }
 
 impl GrpcNetworkFactory {
-    /// Asks `leader` (at `node`) to record this member's `client_urls` in
-    /// the membership.
+    /// Asks `leader` (at `node`) to record this member's `name` and
+    /// `client_urls` in the membership.
     pub async fn publish(
         &self,
         leader: NodeId,
         node: &SettNode,
+        name: String,
         client_urls: Vec<String>,
         timeout: Duration,
     ) -> Result<(), String> {
@@ -203,6 +204,7 @@ impl GrpcNetworkFactory {
         let req = pb::PublishRequest {
             header: Some(self.peers.me.header_to(leader)),
             client_urls,
+            name,
         };
         match tokio::time::timeout(timeout, client.publish(req)).await {
             Err(_) => Err(format!("leader {leader:x} did not answer in time")),

@@ -22,4 +22,4 @@ pub mod service;
 
 pub use client::{ForwardError, GrpcNetwork, GrpcNetworkFactory, ReadIndexError};
 pub use codec::Identity;
-pub use service::{publish_client_urls, RaftService};
+pub use service::{publish_member, RaftService};

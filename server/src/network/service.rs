@@ -239,7 +239,7 @@ impl pb::raft_server::Raft for RaftService {
     ) -> Result<GrpcResponse<pb::PublishResponse>, Status> {
         let req = request.into_inner();
         let from = self.me.check(req.header.as_ref())?;
-        let error = match publish_client_urls(&self.raft, from, req.client_urls).await {
+        let error = match publish_member(&self.raft, from, req.name, req.client_urls).await {
             Ok(()) => String::new(),
             Err(e) => e,
         };
@@ -247,12 +247,13 @@ impl pb::raft_server::Raft for RaftService {
     }
 }
 
-/// Records `client_urls` as member `id`'s client URLs in the membership
-/// (on the leader). The member's name and peer URLs stay as they are, so
-/// no Raft message is routed differently.
-pub async fn publish_client_urls(
+/// Records `name` and `client_urls` as member `id`'s in the membership
+/// (on the leader). The member's peer URLs stay as they are, so no Raft
+/// message is routed differently.
+pub async fn publish_member(
     raft: &Raft,
     id: NodeId,
+    name: String,
     client_urls: Vec<String>,
 ) -> Result<(), String> {
     let metrics = raft.metrics().borrow().clone();
@@ -264,10 +265,11 @@ pub async fn publish_client_urls(
     else {
         return Err(format!("member {id:x} is not in the membership"));
     };
-    if current.client_urls == client_urls {
+    if current.client_urls == client_urls && current.name == name {
         return Ok(());
     }
     let node = crate::raft::SettNode {
+        name,
         client_urls,
         ..current
     };
