@@ -56,6 +56,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         checked(check_put(&req))?;
         let cmd = self.encode(&req, Request::Put)?;
+        self.ctx.check_quota().await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
 
@@ -76,6 +77,9 @@ impl Kv for KvService {
         let req = request.into_inner();
         checked(validate_txn(&req, self.ctx.inner.max_txn_ops))?;
         let cmd = self.encode(&req, Request::Txn)?;
+        if crate::raft::mvcc_applier::txn_has_put(&req) {
+            self.ctx.check_quota().await?;
+        }
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
 

@@ -239,6 +239,7 @@ impl Lease for LeaseService {
             return Err(EtcdError::LEASE_TTL_TOO_LARGE.to_status());
         }
         req.ttl = req.ttl.max(self.min_ttl);
+        self.ctx.check_quota().await?;
         if req.id == 0 {
             req.id = self.next_id.fetch_add(1, Ordering::Relaxed);
         }

@@ -2,8 +2,8 @@
 //! shows), `Hash` and `HashKV` (equal on every member at the same
 //! revision), `Snapshot` (the [`crate::dbfile`] file, written to a
 //! temporary file first so a slow reader never holds the store), and
-//! `Defragment` (a full engine compaction plus value-log GC); the alarm
-//! list is empty. MoveLeader and Downgrade answer `UNIMPLEMENTED`.
+//! `Defragment` (a full engine compaction plus value-log GC), `Alarm`
+//! (list from the store; raise and clear through Raft). MoveLeader and Downgrade answer `UNIMPLEMENTED`.
 
 use super::ApiContext;
 use sett_proto::etcdserverpb::maintenance_server::Maintenance;
@@ -80,16 +80,28 @@ impl Maintenance for MaintenanceService {
         &self,
         request: GrpcRequest<AlarmRequest>,
     ) -> Result<GrpcResponse<AlarmResponse>, Status> {
-        // No alarm is ever raised (no space quota alarm, no corruption
-        // alarm yet): listing answers an empty list.
-        match AlarmAction::try_from(request.into_inner().action) {
+        let req = request.into_inner();
+        match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => {
-                let mut resp = AlarmResponse::default();
-                let rev = self.ctx.store().current_revision();
-                self.ctx.fill_header(&mut resp, Some(rev));
+                let store = self.ctx.store();
+                let alarms = crate::raft::mvcc_applier::alarms(&store)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                let mut resp = AlarmResponse {
+                    alarms,
+                    ..AlarmResponse::default()
+                };
+                self.ctx
+                    .fill_header(&mut resp, Some(store.current_revision()));
                 Ok(GrpcResponse::new(resp))
             }
-            _ => Err(unimplemented("Alarm (activate/deactivate)")),
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                let cmd = crate::raft::Request::Alarm(prost::Message::encode_to_vec(&req));
+                self.ctx.propose(cmd).await.map(GrpcResponse::new)
+            }
+            Err(_) => Err(Status::invalid_argument(format!(
+                "sett: unknown alarm action {}",
+                req.action
+            ))),
         }
     }
 
@@ -99,8 +111,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<GrpcResponse<StatusResponse>, Status> {
         let metrics = self.ctx.proposer().raft().metrics().borrow().clone();
         let store = self.ctx.store();
-        let stats = store.db().stats();
-        let db_size = stats.bytes_per_level.iter().sum::<u64>() + stats.vlog_bytes;
+        let db_size = super::db_size(&store);
         let me = self.ctx.proposer().member_id();
         let is_learner = !metrics
             .membership_config
@@ -224,7 +235,12 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: GrpcRequest<MoveLeaderRequest>,
     ) -> Result<GrpcResponse<MoveLeaderResponse>, Status> {
-        Err(unimplemented("MoveLeader"))
+        // openraft 0.9 has no leadership transfer, and a forced election
+        // on the target is refused by followers still under the current
+        // leader's lease.
+        Err(Status::unimplemented(
+            "sett: MoveLeader is not supported: the Raft library has no leadership transfer",
+        ))
     }
 
     async fn downgrade(

@@ -59,6 +59,7 @@ struct Inner {
     applier: Arc<MvccApplier>,
     cluster_id: u64,
     cluster_token: String,
+    quota_backend_bytes: u64,
     max_request_bytes: usize,
     max_txn_ops: usize,
     request_timeout: Duration,
@@ -144,6 +145,7 @@ impl ApiContext {
                 applier,
                 cluster_id: cfg.cluster_id,
                 cluster_token: cfg.cluster_token.clone(),
+                quota_backend_bytes: cfg.quota_backend_bytes,
                 max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
                 max_txn_ops: DEFAULT_MAX_TXN_OPS,
                 request_timeout: REQUEST_TIMEOUT_BASE
@@ -219,6 +221,33 @@ impl ApiContext {
         }
     }
 
+    /// etcd's space quota: above `--quota-backend-bytes`, raises this
+    /// member's NOSPACE alarm (through Raft) and refuses the write.
+    async fn check_quota(&self) -> Result<(), Status> {
+        let store = self.store();
+        if db_size(&store) <= self.inner.quota_backend_bytes {
+            return Ok(());
+        }
+        let me = self.proposer().member_id();
+        let raised = crate::raft::mvcc_applier::alarms(&store)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .iter()
+            .any(|a| a.member_id == me && a.alarm == pb::AlarmType::Nospace as i32);
+        if !raised {
+            tracing::warn!(
+                quota = self.inner.quota_backend_bytes,
+                "database space exceeded: raising the NOSPACE alarm"
+            );
+            let req = pb::AlarmRequest {
+                action: pb::alarm_request::AlarmAction::Activate as i32,
+                member_id: me,
+                alarm: pb::AlarmType::Nospace as i32,
+            };
+            let _: pb::AlarmResponse = self.propose(Request::Alarm(req.encode_to_vec())).await?;
+        }
+        Err(EtcdError::NO_SPACE.to_status())
+    }
+
     /// Whether this member leads.
     fn is_leader(&self) -> bool {
         let m = self.proposer().raft().metrics().borrow().clone();
@@ -268,6 +297,13 @@ impl ApiContext {
             r => r.map_err(|e| mvcc_status(&e)),
         }
     }
+}
+
+/// The bytes the store occupies on disk: tables plus value log (what
+/// `Status` reports and the space quota counts).
+fn db_size(store: &MvccStore) -> u64 {
+    let stats = store.db().stats();
+    stats.bytes_per_level.iter().sum::<u64>() + stats.vlog_bytes
 }
 
 /// The client status of an MVCC error; storage failures are logged.

@@ -201,6 +201,9 @@ impl Sett for NativeService {
         let req = request.into_inner();
         read_revision(req.txn.as_ref())?;
         self.ctx.check_size(req.encoded_len())?;
+        if !req.writes.is_empty() {
+            self.ctx.check_quota().await?;
+        }
         let mut resp: CommitResponse = self
             .ctx
             .propose_plain(Request::NativeCommit(req.encode_to_vec()))

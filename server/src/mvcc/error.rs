@@ -82,6 +82,11 @@ impl EtcdError {
     /// The member is stopping.
     pub const STOPPED: EtcdError =
         EtcdError::new(tonic::Code::Unavailable, "etcdserver: server stopped");
+    /// A write while the NOSPACE alarm is raised.
+    pub const NO_SPACE: EtcdError = EtcdError::new(
+        tonic::Code::ResourceExhausted,
+        "etcdserver: mvcc: database space exceeded",
+    );
     /// MemberAdd of a member whose id is taken.
     pub const MEMBER_EXISTS: EtcdError = EtcdError::new(
         tonic::Code::FailedPrecondition,

@@ -28,6 +28,14 @@
 //! |---|---|
 //! | `raft/applied` | postcard `Option<LogId>` |
 //! | `raft/membership` | postcard [`StoredMembership`] (written when it changes) |
+//! | `alarms` | protobuf `AlarmResponse` whose `alarms` are the raised alarms |
+//!
+//! # Alarms
+//!
+//! `Alarm` entries raise or clear an alarm of one member. While any
+//! member's NOSPACE alarm is raised, Put, Txn with a put and LeaseGrant are
+//! refused with etcd's `database space exceeded` (ResourceExhausted);
+//! deletes, compaction and lease revokes, which free space, still apply.
 //!
 //! # Durability
 //!
@@ -53,6 +61,7 @@ use super::dir_switch::DirSwitch;
 use super::error::StoreError;
 use super::state_machine::{AppliedState, Applier};
 use super::types::{Entry, FailureKind, LogId, Request, Response, StoredMembership};
+use crate::mvcc::EtcdError;
 use crate::mvcc::{
     MvccError, MvccStore, NativeCommitOutcome, SnapshotImporter, DEFAULT_MAX_TXN_OPS,
 };
@@ -60,9 +69,11 @@ use openraft::EntryPayload;
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use sett_engine::Options;
+use sett_proto::etcdserverpb::alarm_request::AlarmAction;
 use sett_proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, ResponseHeader, TxnRequest,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, DeleteRangeRequest,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
+    ResponseHeader, TxnRequest,
 };
 use sett_proto::sett::v1::{CommitRequest, CommitResponse, ErrorDetail, ErrorReason};
 use std::io::{Read, Write};
@@ -73,6 +84,9 @@ use std::sync::Arc;
 pub const META_APPLIED: &[u8] = b"raft/applied";
 /// Meta name of the last applied membership.
 pub const META_MEMBERSHIP: &[u8] = b"raft/membership";
+/// Meta name of the raised alarms (an encoded `AlarmResponse` listing
+/// them).
+pub const META_ALARMS: &[u8] = b"alarms";
 
 /// The message of a native commit that lost a conflict.
 pub const CONFLICT_MESSAGE: &str = "sett: transaction conflict";
@@ -185,7 +199,21 @@ fn apply_request(
             }
         };
     }
+    if takes_space(req)
+        && alarms(store)?
+            .iter()
+            .any(|a| a.alarm == AlarmType::Nospace as i32)
+    {
+        return Ok(refused(
+            FailureKind::ResourceExhausted,
+            EtcdError::NO_SPACE.message,
+        ));
+    }
     match req {
+        Request::Alarm(b) => {
+            let r = decode_or_refuse!(AlarmRequest, b, "AlarmRequest");
+            apply_alarm(store, &r, meta)
+        }
         Request::Put(b) => {
             let r = decode_or_refuse!(PutRequest, b, "PutRequest");
             outcome(store.put(&r, meta))
@@ -266,6 +294,77 @@ fn apply_request(
         }
         Request::Noop => Ok(Outcome::Refused(Response::Empty)),
     }
+}
+
+/// Whether `req` may grow the database (refused under NOSPACE).
+fn takes_space(req: &Request) -> bool {
+    match req {
+        Request::Put(_) | Request::LeaseGrant(_) | Request::NativeCommit(_) => true,
+        Request::Txn(b) => TxnRequest::decode(b.as_slice()).map_or(true, |t| txn_has_put(&t)),
+        _ => false,
+    }
+}
+
+/// Whether a txn holds a put in any branch (nested txns included).
+pub fn txn_has_put(t: &TxnRequest) -> bool {
+    use sett_proto::etcdserverpb::request_op::Request as Op;
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(Op::RequestPut(_)) => true,
+            Some(Op::RequestTxn(inner)) => txn_has_put(inner),
+            _ => false,
+        })
+}
+
+/// The alarms raised in `store`.
+pub fn alarms(store: &MvccStore) -> Result<Vec<AlarmMember>, StoreError> {
+    match store.meta(META_ALARMS).map_err(storage)? {
+        Some(b) => Ok(AlarmResponse::decode(b.as_slice())
+            .map_err(|e| StoreError::Corruption(format!("alarm list: {e}")))?
+            .alarms),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Raises or clears one alarm, recorded with `meta`; the answer lists the
+/// alarm changed (none if it already was in that state), as etcd's does.
+fn apply_alarm(
+    store: &MvccStore,
+    r: &AlarmRequest,
+    meta: &[(&[u8], &[u8])],
+) -> Result<Outcome, StoreError> {
+    let mut list = alarms(store)?;
+    let member = AlarmMember {
+        member_id: r.member_id,
+        alarm: r.alarm,
+    };
+    let present = list.contains(&member);
+    let changed = match AlarmAction::try_from(r.action) {
+        Ok(AlarmAction::Activate) if !present && r.alarm != AlarmType::None as i32 => {
+            list.push(member.clone());
+            true
+        }
+        Ok(AlarmAction::Deactivate) if present => {
+            list.retain(|a| *a != member);
+            true
+        }
+        _ => false,
+    };
+    let encoded = AlarmResponse {
+        alarms: list,
+        ..AlarmResponse::default()
+    }
+    .encode_to_vec();
+    let mut all: Vec<(&[u8], &[u8])> = meta.to_vec();
+    all.push((META_ALARMS, &encoded));
+    store.apply_meta(&all).map_err(storage)?;
+    let resp = AlarmResponse {
+        header: header(store.current_revision()),
+        alarms: if changed { vec![member] } else { Vec::new() },
+    };
+    Ok(Outcome::Applied(resp.encode_to_vec()))
 }
 
 /// Reads the applied state recorded in `store`'s meta.

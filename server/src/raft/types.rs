@@ -100,6 +100,9 @@ pub enum Request {
     NativeCommit(Vec<u8>),
     /// Changes nothing (a leader's barrier, tests).
     Noop,
+    /// An `etcdserverpb.AlarmRequest` (activate or deactivate),
+    /// protobuf-encoded.
+    Alarm(Vec<u8>),
 }
 
 /// The class of a deterministic refusal, mapped to a gRPC code at the
