@@ -122,8 +122,12 @@ fn run_member(flags: &Flags) -> ExitCode {
     let result = runtime().block_on(async {
         let mut signals = StopSignals::install();
         let node = Node::start(cfg, |dir| MvccApplier::open(dir)).await?;
-        signals.wait().await;
-        tracing::info!("stopping");
+        tokio::select! {
+            () = signals.wait() => tracing::info!("stopping"),
+            () = node.removed() => {
+                tracing::warn!("this member has been removed from the cluster; stopping");
+            }
+        }
         node.shutdown().await
     });
     match result {

@@ -519,6 +519,31 @@ impl<A: NodeApplier> Node<A> {
         self.proposer.write(request, timeout).await
     }
 
+    /// Resolves once this member has been removed from the cluster (it
+    /// was in the membership and no longer is), as etcd members notice
+    /// their removal; also resolves if the Raft group stops.
+    pub async fn removed(&self) {
+        let me = self.config.node_id;
+        let mut metrics = self.raft.metrics();
+        let mut was_member = false;
+        loop {
+            let is_member = metrics
+                .borrow_and_update()
+                .membership_config
+                .membership()
+                .get_node(&me)
+                .is_some();
+            if is_member {
+                was_member = true;
+            } else if was_member {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Stops serving, stops the Raft group and closes the databases.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.stop.send(true);
