@@ -63,7 +63,7 @@ impl<W: Write> Write for Hashing<W> {
 /// Writes `store`'s snapshot file to `file`; returns its size.
 pub fn write(store: &MvccStore, file: &File) -> Result<u64, DbFileError> {
     let mut w = Hashing {
-        inner: BufWriter::new(&*file),
+        inner: BufWriter::new(file),
         hash: Sha256::new(),
         len: 0,
     };
@@ -88,7 +88,7 @@ pub fn write(store: &MvccStore, file: &File) -> Result<u64, DbFileError> {
 /// positioned at the start.
 pub fn verify(file: &mut File) -> Result<(), DbFileError> {
     let size = file.metadata()?.len();
-    if size < HASH_LEN || (size - HASH_LEN) % ALIGN != 0 {
+    if size < HASH_LEN || !(size - HASH_LEN).is_multiple_of(ALIGN) {
         return Err(DbFileError::Invalid(format!(
             "{size} bytes is not a snapshot file's size (a multiple of {ALIGN} plus a {HASH_LEN}-byte hash)"
         )));

@@ -20,3 +20,4 @@ pub mod mvcc;
 pub mod network;
 pub mod node;
 pub mod raft;
+pub mod testing;

@@ -1,8 +1,8 @@
 //! The native `sett.v1` transaction service over real gRPC on a
 //! one-member cluster: reads at the read revision, commit of the writes,
 //! deterministic aborts (with their `ErrorDetail`) when the read set
-//! changed, write skew refused, and concurrent read-modify-write bank
-//! transfers that keep the total constant when aborted ones are retried.
+//! changed, write skew refused, compacted read revisions. (Concurrent
+//! transfers through the retrying helper: `client/tests/txn_helper.rs`.)
 
 use prost::Message;
 use sett_proto::etcdserverpb::kv_client::KvClient;
@@ -13,60 +13,8 @@ use sett_proto::sett::v1::{
     BeginRequest, CommitRequest, ErrorDetail, ErrorReason, GetRequest, KeyRange, Put, RangeRequest,
     TxnHandle, Write,
 };
-use sett_server::config::Flags;
-use sett_server::node::{bind, Node};
-use sett_server::raft::MvccApplier;
-use std::time::Duration;
+use sett_server::testing::SingleMember;
 use tonic::transport::Channel;
-
-const WAIT: Option<Duration> = Some(Duration::from_secs(30));
-
-struct One {
-    node: Node<MvccApplier>,
-    channel: Channel,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_one() -> One {
-    let dir = tempfile::tempdir().unwrap();
-    let peer = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let client = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let peer_addr = peer.local_addr().unwrap();
-    let client_addr = client.local_addr().unwrap();
-    let cfg = Flags {
-        name: Some("n0".into()),
-        data_dir: Some(dir.path().to_owned()),
-        listen_peer_urls: Some(format!("http://{peer_addr}")),
-        initial_advertise_peer_urls: Some(format!("http://{peer_addr}")),
-        listen_client_urls: Some(format!("http://{client_addr}")),
-        advertise_client_urls: Some(format!("http://{client_addr}")),
-        initial_cluster: Some(format!("n0=http://{peer_addr}")),
-        heartbeat_interval: Some(50),
-        election_timeout: Some(500),
-        ..Flags::default()
-    }
-    .resolve()
-    .unwrap();
-    let node =
-        Node::start_with_all_listeners(cfg, |d| MvccApplier::open(d), vec![peer], vec![client])
-            .await
-            .unwrap();
-    node.raft()
-        .wait(WAIT)
-        .metrics(|m| m.current_leader.is_some(), "leader")
-        .await
-        .unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{client_addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    One {
-        node,
-        channel,
-        _dir: dir,
-    }
-}
 
 fn put(key: &str, value: &str) -> Write {
     Write {
@@ -121,9 +69,10 @@ fn native_transactions_commit_abort_and_keep_invariants() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let one = start_one().await;
-        let mut c = SettClient::new(one.channel.clone());
-        let mut kv = KvClient::new(one.channel.clone());
+        let one = SingleMember::start().await.unwrap();
+        let channel = one.channel().await;
+        let mut c = SettClient::new(channel.clone());
+        let mut kv = KvClient::new(channel);
 
         // Reads see the read revision, not later writes.
         let first = begin(&mut c).await;
@@ -228,69 +177,6 @@ fn native_transactions_commit_abort_and_keep_invariants() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Aborted);
-
-        // Bank transfers: concurrent read-modify-write between accounts;
-        // aborted ones are retried; the total never changes.
-        const ACCOUNTS: usize = 5;
-        const WORKERS: usize = 4;
-        const TRANSFERS: usize = 25;
-        let init: Vec<Write> = (0..ACCOUNTS)
-            .map(|i| put(&format!("acct/{i}"), "100"))
-            .collect();
-        let t = begin(&mut c).await;
-        c.commit(CommitRequest {
-            txn: Some(t),
-            reads: vec![],
-            writes: init,
-        })
-        .await
-        .unwrap();
-        let mut tasks = Vec::new();
-        for w in 0..WORKERS {
-            let mut c = SettClient::new(one.channel.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut aborts = 0;
-                for n in 0..TRANSFERS {
-                    let from = format!("acct/{}", (w + n) % ACCOUNTS);
-                    let to = format!("acct/{}", (w + 2 * n + 1) % ACCOUNTS);
-                    if from == to {
-                        continue;
-                    }
-                    loop {
-                        let t = begin(&mut c).await;
-                        let a = get_num(&mut c, &t, &from).await;
-                        let b = get_num(&mut c, &t, &to).await;
-                        let amount = (n as i64 % 7) + 1;
-                        let res = c
-                            .commit(CommitRequest {
-                                txn: Some(t),
-                                reads: vec![single(&from), single(&to)],
-                                writes: vec![
-                                    put(&from, &(a - amount).to_string()),
-                                    put(&to, &(b + amount).to_string()),
-                                ],
-                            })
-                            .await;
-                        match res {
-                            Ok(_) => break,
-                            Err(s) if s.code() == tonic::Code::Aborted => aborts += 1,
-                            Err(s) => panic!("commit failed: {s}"),
-                        }
-                    }
-                }
-                aborts
-            }));
-        }
-        let mut aborts = 0;
-        for t in tasks {
-            aborts += t.await.unwrap();
-        }
-        let t = begin(&mut c).await;
-        let mut total = 0;
-        for i in 0..ACCOUNTS {
-            total += get_num(&mut c, &t, &format!("acct/{i}")).await;
-        }
-        assert_eq!(total, 100 * ACCOUNTS as i64, "{aborts} aborted attempts");
 
         // A read revision below the compaction point: reads fail with
         // etcd's compacted error, the commit aborts with reason COMPACTED.

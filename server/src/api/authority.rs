@@ -335,9 +335,13 @@ mod tests {
         f
     }
 
+    type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+    /// A decoded header block: stream id, END_STREAM, headers.
+    type Block = (u32, bool, Headers);
+
     /// Parses `bytes` (after the preface) into frames and decodes every
     /// header block: (stream, end_stream, headers) plus other frames.
-    fn decode_all(bytes: &[u8]) -> (Vec<(u32, bool, Vec<(Vec<u8>, Vec<u8>)>)>, Vec<Vec<u8>>) {
+    fn decode_all(bytes: &[u8]) -> (Vec<Block>, Vec<Vec<u8>>) {
         assert!(bytes.starts_with(PREFACE));
         let mut rest = &bytes[PREFACE.len()..];
         let mut dec = Decoder::new();
@@ -421,7 +425,7 @@ mod tests {
         let (blocks, others) = decode_all(&out);
         assert_eq!(others, vec![settings, data]);
         assert_eq!(blocks.len(), 3);
-        let authority = |h: &Vec<(Vec<u8>, Vec<u8>)>| {
+        let authority = |h: &Headers| {
             h.iter()
                 .find(|(n, _)| n == b":authority")
                 .unwrap()

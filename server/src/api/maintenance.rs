@@ -216,7 +216,7 @@ impl Maintenance for MaintenanceService {
                 }
                 remaining -= n as u64;
                 let msg = SnapshotResponse {
-                    header: header.clone(),
+                    header,
                     remaining_bytes: remaining,
                     blob: blob.into(),
                 };

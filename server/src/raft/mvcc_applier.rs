@@ -343,7 +343,7 @@ fn apply_alarm(
     let present = list.contains(&member);
     let changed = match AlarmAction::try_from(r.action) {
         Ok(AlarmAction::Activate) if !present && r.alarm != AlarmType::None as i32 => {
-            list.push(member.clone());
+            list.push(member);
             true
         }
         Ok(AlarmAction::Deactivate) if present => {

@@ -39,14 +39,14 @@ enum Command {
     Engine(engine::EngineCommand),
     /// Snapshot files saved from a running cluster: status, restore.
     #[command(subcommand)]
-    Snapshot(snapshot::SnapshotCommand),
+    Snapshot(Box<snapshot::SnapshotCommand>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Engine(cmd) => engine::run(cmd),
-        Command::Snapshot(cmd) => snapshot::run(cmd),
+        Command::Snapshot(cmd) => snapshot::run(*cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,7 @@ pub enum SnapshotCommand {
     /// file, and a fresh Raft state for the cluster given by the flags.
     /// Restore the same file once per member, then start each member with
     /// `sett --data-dir DIR`.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Debug, Args)]
