@@ -157,8 +157,8 @@ impl Proposer {
     }
 
     /// Proposes `request`: locally when this member leads, else forwarded
-    /// to the leader. Retries once per leader change, a bounded number of
-    /// times.
+    /// to the leader (answering once this member has applied it too).
+    /// Retries once per leader change, a bounded number of times.
     pub async fn write(
         &self,
         request: Request,
@@ -188,7 +188,20 @@ impl Proposer {
                 .forward(leader, &node.clone(), &request, timeout)
                 .await
             {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    // Answer only once this member has applied the write
+                    // too, as etcd does: a read or watch that follows here
+                    // then sees it.
+                    let applied = self
+                        .raft
+                        .wait(Some(timeout))
+                        .applied_index_at_least(Some(r.log_id.index), "forwarded write")
+                        .await;
+                    if let Err(e) = applied {
+                        tracing::debug!("forwarded write applied on the leader, not here yet: {e}");
+                    }
+                    return Ok(r);
+                }
                 Err(ForwardError::Remote(RaftError::APIError(
                     ClientWriteError::ForwardToLeader(_),
                 ))) => {

@@ -20,8 +20,9 @@
 //! etcd's rules kept here: `start_revision` 0 watches from the next
 //! revision, otherwise from `start_revision` inclusive; an empty key means
 //! `"\0"`; a `range_end` of `"\0"` means every key from `key` on; a
-//! client-chosen `watch_id` already in use is refused with a created and
-//! cancelled response carrying the reason; a zero `watch_id` gets the
+//! client-chosen `watch_id` already in use, or an empty range, is refused
+//! with a created and cancelled response carrying the reason and
+//! `watch_id` -1; a zero `watch_id` gets the
 //! stream's next free id (starting at 0); a progress request is answered
 //! with `watch_id` -1 and the current revision; `fragment` splits a
 //! response larger than the request size limit holding several events.
@@ -51,6 +52,10 @@ const OUT_QUEUE: usize = 128;
 const PROGRESS_WATCH_ID: i64 = -1;
 /// etcd's message for a client-chosen id already in use.
 const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+/// etcd's message for a range with nothing in it (`key >= range_end`).
+const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
+/// The `watch_id` of a refused create.
+const REFUSED_WATCH_ID: i64 = -1;
 
 /// The Watch service of one member.
 #[derive(Debug, Clone)]
@@ -213,17 +218,27 @@ impl Session {
     }
 
     async fn create(&mut self, c: WatchCreateRequest, current: i64) -> Result<(), Gone> {
+        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+        let empty_range =
+            !c.range_end.is_empty() && c.range_end.as_ref() != [0] && key >= c.range_end.as_ref();
+        let refusal = if empty_range {
+            Some(EMPTY_RANGE)
+        } else if c.watch_id != 0 && self.watchers.contains_key(&c.watch_id) {
+            Some(DUPLICATE_WATCH_ID)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            let resp = WatchResponse {
+                watch_id: REFUSED_WATCH_ID,
+                created: true,
+                canceled: true,
+                cancel_reason: reason.to_owned(),
+                ..WatchResponse::default()
+            };
+            return self.send(resp, current).await;
+        }
         let id = if c.watch_id != 0 {
-            if self.watchers.contains_key(&c.watch_id) {
-                let resp = WatchResponse {
-                    watch_id: c.watch_id,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: DUPLICATE_WATCH_ID.to_owned(),
-                    ..WatchResponse::default()
-                };
-                return self.send(resp, current).await;
-            }
             c.watch_id
         } else {
             while self.watchers.contains_key(&self.next_auto_id) {
@@ -233,7 +248,6 @@ impl Session {
             self.next_auto_id += 1;
             id
         };
-        let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
         let has = |f: FilterType| c.filters.contains(&(f as i32));
         let watcher = Watcher {
             range: KeyRange::new(key, &c.range_end),
