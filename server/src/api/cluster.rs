@@ -133,14 +133,16 @@ impl Cluster for ClusterService {
         {
             let metrics = self.ctx.proposer().raft().metrics().borrow().clone();
             let membership = metrics.membership_config.membership();
-            if membership.get_node(&id).is_some() {
-                return Err(EtcdError::MEMBER_EXISTS.to_status());
-            }
+            // The URLs first: a member with the same URLs also has the
+            // same id, and etcd names the URLs.
             if membership
                 .nodes()
                 .any(|(_, n)| n.peer_urls.iter().any(|u| urls.contains(u)))
             {
                 return Err(EtcdError::PEER_URL_EXISTS.to_status());
+            }
+            if membership.get_node(&id).is_some() {
+                return Err(EtcdError::MEMBER_EXISTS.to_status());
             }
         }
         let node = SettNode {
