@@ -268,7 +268,29 @@ impl Cluster {
             let args = cluster.members[i].first_args.clone();
             cluster.spawn(i, &args);
         }
-        let seen = block_on(|| cluster.wait_all_agree(START_TIMEOUT));
+        // Wait in short rounds, so that a member that exits (a port taken
+        // in the meantime, a bad flag) fails the start at once.
+        let deadline = Instant::now() + START_TIMEOUT;
+        let seen = loop {
+            let last = match block_on(|| cluster.wait_all_agree(Duration::from_secs(1))) {
+                Ok(seen) => break seen,
+                Err(last) => last,
+            };
+            for i in 0..cluster.members.len() {
+                assert!(
+                    cluster.is_running(i),
+                    "member {} exited while the cluster started; log tail:\n{}",
+                    cluster.members[i].name,
+                    cluster.log_tail(i)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster in {} did not come up within {START_TIMEOUT:?}: {last}\n{}",
+                cluster.dir().display(),
+                cluster.all_log_tails()
+            );
+        };
         for (member, s) in cluster.members.iter_mut().zip(&seen) {
             assert_ne!(s.member_id, 0, "member {} reports id 0", member.name);
             member.id = s.member_id;
@@ -369,14 +391,22 @@ impl Cluster {
     /// does nothing (a stalled machine, or a leader cut off) until
     /// [`Cluster::resume`].
     pub fn pause(&mut self, i: usize) {
-        assert!(!self.members[i].paused, "member {} already paused", self.members[i].name);
+        assert!(
+            !self.members[i].paused,
+            "member {} already paused",
+            self.members[i].name
+        );
         self.signal(i, libc::SIGSTOP);
         self.members[i].paused = true;
     }
 
     /// Lets a member frozen by [`Cluster::pause`] run again (SIGCONT).
     pub fn resume(&mut self, i: usize) {
-        assert!(self.members[i].paused, "member {} is not paused", self.members[i].name);
+        assert!(
+            self.members[i].paused,
+            "member {} is not paused",
+            self.members[i].name
+        );
         self.signal(i, libc::SIGCONT);
         self.members[i].paused = false;
     }
@@ -641,7 +671,8 @@ impl Cluster {
 
     /// Waits until every member answers Status and all name one leader
     /// that is one of them; returns what each reported.
-    async fn wait_all_agree(&self, timeout: Duration) -> Vec<Seen> {
+    /// Gives up after `timeout` with what it last saw.
+    async fn wait_all_agree(&self, timeout: Duration) -> Result<Vec<Seen>, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut seen = Vec::with_capacity(self.members.len());
@@ -659,15 +690,12 @@ impl Cluster {
                 let leader = seen[0].leader;
                 let agreed = leader != 0 && seen.iter().all(|s| s.leader == leader);
                 if agreed && seen.iter().any(|s| s.member_id == leader) {
-                    return seen;
+                    return Ok(seen);
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "cluster in {} did not come up within {timeout:?}: statuses {seen:?}, errors {errors:?}\n{}",
-                self.dir().display(),
-                self.all_log_tails()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("statuses {seen:?}, errors {errors:?}"));
+            }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }

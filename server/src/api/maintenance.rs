@@ -121,7 +121,7 @@ impl Maintenance for MaintenanceService {
         let mut resp = StatusResponse {
             version: ETCD_API_VERSION.to_owned(),
             db_size: i64::try_from(db_size).unwrap_or(i64::MAX),
-            leader: metrics.current_leader.unwrap_or(0),
+            leader: self.ctx.known_leader().unwrap_or(0),
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_term: metrics.current_term,
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),

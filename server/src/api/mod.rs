@@ -67,6 +67,9 @@ struct Inner {
     leases: lease::LeaseClock,
     /// The member's data directory (for temporary snapshot files).
     data_dir: std::path::PathBuf,
+    /// Whether this member, while it leads, last confirmed its leadership
+    /// with a quorum (see [`ApiContext::known_leader`]).
+    quorum_ok: std::sync::atomic::AtomicBool,
     /// Channels to other members' client URLs, for calls only the leader
     /// answers (lease keep-alives, membership changes).
     channels: parking_lot::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
@@ -153,6 +156,7 @@ impl ApiContext {
                 leases: lease::LeaseClock::default(),
                 data_dir: cfg.data_dir.clone(),
                 channels: parking_lot::Mutex::default(),
+                quorum_ok: std::sync::atomic::AtomicBool::new(true),
             }),
         }
     }
@@ -248,6 +252,27 @@ impl ApiContext {
         Err(EtcdError::NO_SPACE.to_status())
     }
 
+    /// The leader as clients are told of it: the Raft leader, except that
+    /// a leader which could not confirm its leadership with a quorum lately
+    /// counts as none (openraft 0.9 leaves such a leader in place; etcd's
+    /// CheckQuorum would make it step down).
+    fn known_leader(&self) -> Option<u64> {
+        let leader = self.proposer().raft().metrics().borrow().current_leader;
+        let me = self.proposer().member_id();
+        match leader {
+            Some(l)
+                if l == me
+                    && !self
+                        .inner
+                        .quorum_ok
+                        .load(std::sync::atomic::Ordering::Acquire) =>
+            {
+                None
+            }
+            l => l,
+        }
+    }
+
     /// Whether this member leads.
     fn is_leader(&self) -> bool {
         let m = self.proposer().raft().metrics().borrow().clone();
@@ -296,6 +321,49 @@ impl ApiContext {
             }
             r => r.map_err(|e| mvcc_status(&e)),
         }
+    }
+}
+
+/// Keeps [`Inner::quorum_ok`] current: while this member leads, it
+/// confirms its leadership with a quorum every `interval` (a ReadIndex
+/// round), bounded by `timeout`. Ends when the Raft group stops.
+async fn watch_quorum(ctx: ApiContext, interval: Duration, timeout: Duration) {
+    use std::sync::atomic::Ordering;
+    let mut metrics = ctx.proposer().raft().metrics();
+    loop {
+        tokio::time::sleep(interval).await;
+        if metrics.has_changed().is_err() {
+            return;
+        }
+        let leads = metrics.borrow_and_update().current_leader == Some(ctx.proposer().member_id());
+        let ok = !leads
+            || matches!(
+                tokio::time::timeout(timeout, ctx.proposer().raft().get_read_log_id()).await,
+                Ok(Ok(_))
+            );
+        if ok != ctx.inner.quorum_ok.swap(ok, Ordering::AcqRel) {
+            if ok {
+                tracing::info!("leadership confirmed by a quorum again");
+            } else {
+                tracing::warn!("leader without a quorum: reporting no leader");
+            }
+        }
+    }
+}
+
+/// etcd's `hasleader` check: a call carrying metadata `hasleader: true`
+/// (etcdctl's watch, clients with "require leader") fails with
+/// `etcdserver: no leader` while no leader is known.
+fn require_leader(ctx: ApiContext) -> impl tonic::service::Interceptor + Clone {
+    move |req: tonic::Request<()>| {
+        let wants = req
+            .metadata()
+            .get("hasleader")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if wants && ctx.known_leader().is_none() {
+            return Err(EtcdError::NO_LEADER.to_status());
+        }
+        Ok(req)
     }
 }
 
@@ -369,10 +437,13 @@ impl NodeApplier for MvccApplier {
         config: &MemberConfig,
     ) -> Option<tonic::service::Routes> {
         let ctx = ApiContext::new(proposer.clone(), applier.clone(), config);
+        let election = Duration::from_millis(config.election_timeout_ms);
+        tokio::spawn(watch_quorum(ctx.clone(), election / 2, election));
         let limit = ctx
             .inner
             .max_request_bytes
             .saturating_add(GRPC_OVERHEAD_BYTES);
+        let gate = require_leader(ctx.clone());
         let kv = pb::kv_server::KvServer::new(kv::KvService::new(ctx.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX);
@@ -387,11 +458,9 @@ impl NodeApplier for MvccApplier {
         ))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-        let lease = pb::lease_server::LeaseServer::new(lease::LeaseService::start(
-            ctx.clone(),
-            Duration::from_millis(config.election_timeout_ms),
-        ))
-        .max_decoding_message_size(limit);
+        let lease =
+            pb::lease_server::LeaseServer::new(lease::LeaseService::start(ctx.clone(), election))
+                .max_decoding_message_size(limit);
         let cluster =
             pb::cluster_server::ClusterServer::new(cluster::ClusterService::new(ctx.clone()))
                 .max_decoding_message_size(limit);
@@ -400,12 +469,29 @@ impl NodeApplier for MvccApplier {
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX);
         Some(
-            tonic::service::Routes::new(kv)
-                .add_service(watch)
-                .add_service(lease)
-                .add_service(native)
-                .add_service(maintenance)
-                .add_service(cluster),
+            tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+                kv,
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                watch,
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                lease,
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                native,
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                maintenance,
+                gate.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                cluster, gate,
+            )),
         )
     }
 }
