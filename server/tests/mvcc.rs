@@ -417,6 +417,9 @@ fn future_and_compacted_revisions() {
     let ev = s.events_since(4, b"k", b"", false, 0).unwrap();
     assert_eq!(ev.len(), 3);
     assert_etcd(s.hash_kv(3), EtcdError::COMPACTED);
+    // etcd refuses to hash the compaction revision itself.
+    assert_etcd(s.hash_kv(4), EtcdError::COMPACTED);
+    assert_eq!(s.hash_kv(5).unwrap().compact_revision, 4);
     // Force the engine to drop what it may; reads at >= 4 still work.
     s.db().compact().unwrap();
     assert_eq!(at(4).unwrap().kvs[0].value, b("2"));

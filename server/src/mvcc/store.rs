@@ -219,8 +219,13 @@ impl MvccStore {
     /// engine physically drops compacted versions.
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv> {
         let current = self.current_revision();
-        let rev = self.resolve_rev(rev, current)?;
         let compacted = self.compacted_revision();
+        // Unlike a Range, etcd refuses to hash the compaction revision
+        // itself.
+        if rev > 0 && rev <= compacted {
+            return Err(EtcdError::COMPACTED.into());
+        }
+        let rev = self.resolve_rev(rev, current)?;
         let txn = self.read_at(rev)?;
         let mut it = txn.iter(IterOptions {
             lower_bound: Some(vec![DATA]),
