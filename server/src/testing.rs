@@ -24,6 +24,12 @@ impl SingleMember {
     /// Starts a member in a fresh temporary directory and waits until it
     /// leads.
     pub async fn start() -> Result<SingleMember, NodeError> {
+        SingleMember::start_with(|_| {}).await
+    }
+
+    /// As [`SingleMember::start`], with `adjust` applied to the member's
+    /// flags first (limits, quotas, intervals).
+    pub async fn start_with(adjust: impl FnOnce(&mut Flags)) -> Result<SingleMember, NodeError> {
         let dir = tempfile::tempdir().map_err(|source| NodeError::Bind {
             url: "temporary directory".into(),
             source,
@@ -44,7 +50,7 @@ impl SingleMember {
             })
         };
         let (peer_addr, client_addr) = (local(&peer)?, local(&client)?);
-        let cfg = Flags {
+        let mut flags = Flags {
             name: Some("solo".into()),
             data_dir: Some(dir.path().to_owned()),
             listen_peer_urls: Some(format!("http://{peer_addr}")),
@@ -55,8 +61,9 @@ impl SingleMember {
             heartbeat_interval: Some(50),
             election_timeout: Some(500),
             ..Flags::default()
-        }
-        .resolve()?;
+        };
+        adjust(&mut flags);
+        let cfg = flags.resolve()?;
         let node =
             Node::start_with_all_listeners(cfg, |d| MvccApplier::open(d), vec![peer], vec![client])
                 .await?;
