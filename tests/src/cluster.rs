@@ -26,14 +26,25 @@
 //!
 //! The harness needs the dev-dependencies `etcd-client` and `tokio`, so test
 //! files include it with `#[path = "../src/cluster.rs"] mod cluster;`.
+//!
+//! Beside [`Cluster`] it holds what the cluster test files share:
+//! running scenarios one at a time ([`run_scenario`], [`serial`],
+//! [`runtime`]) or as reported steps ([`step`], [`assert_steps_passed`]);
+//! a member process started by the test itself ([`ExtraMember`], with
+//! [`member_binary`], [`built_binary`] and [`two_free_ports`]); and small
+//! client helpers ([`put`], [`put_retrying`], [`bounded`], [`rev`],
+//! [`kv_rows`], [`listed_members`], [`assert_grpc_err`]).
 
-use etcd_client::{Client, ConnectOptions, StatusResponse};
+use etcd_client::{
+    Client, ConnectOptions, Error, KeyValue, MemberListResponse, ResponseHeader, StatusResponse,
+};
 use std::fmt;
 use std::fs::OpenOptions;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Bound on [`Cluster::start`] waiting for every member and a leader.
@@ -131,6 +142,35 @@ impl fmt::Debug for Cluster {
     }
 }
 
+/// The member binary: `SETT_CLUSTER_BIN` if set, else `target/<profile>/sett`
+/// next to the running test executable (the rule [`Cluster::start`] follows).
+pub fn member_binary() -> PathBuf {
+    locate_binary().0
+}
+
+/// The profile directory holding the built binaries (`target/<profile>`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()))
+        .to_path_buf()
+}
+
+/// The binary `name` built into the profile directory; panics, naming the
+/// build command, when it is missing.
+pub fn built_binary(name: &str) -> PathBuf {
+    let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p sett-server --bin sett \
+         -p sett-client --bin settctl`",
+        path.display()
+    );
+    path
+}
+
 /// The member binary, and how to drive it.
 fn locate_binary() -> (PathBuf, Flavor) {
     if let Some(path) = std::env::var_os("SETT_CLUSTER_BIN") {
@@ -142,13 +182,7 @@ fn locate_binary() -> (PathBuf, Flavor) {
         let flavor = if is_etcd { Flavor::Etcd } else { Flavor::Sett };
         return (path, flavor);
     }
-    let exe = std::env::current_exe().expect("path of the test executable");
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/sett
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
-    let path = profile_dir.join(format!("sett{}", std::env::consts::EXE_SUFFIX));
+    let path = profile_dir().join(format!("sett{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
         "the member binary {} is missing: build it with `cargo build -p sett-server --bin sett`",
@@ -168,6 +202,13 @@ fn free_ports(n: usize) -> (Vec<u16>, Vec<TcpListener>) {
         .map(|l| l.local_addr().expect("local address").port())
         .collect();
     (ports, listeners)
+}
+
+/// Two distinct free ports on 127.0.0.1 (client, peer), for a member
+/// started outside [`Cluster::start`].
+pub fn two_free_ports() -> (u16, u16) {
+    let (ports, _listeners) = free_ports(2);
+    (ports[0], ports[1])
 }
 
 /// Runs `fut` to completion on a runtime of its own, on a separate thread,
@@ -307,28 +348,14 @@ impl Cluster {
     /// name and client URL. A member publishes these through the log once it
     /// runs, so they can lag behind the election (as in etcd).
     pub async fn wait_members_published(&self, timeout: Duration) {
-        let mut expected: Vec<(u64, String, Vec<String>)> = (0..self.members.len())
-            .map(|i| {
-                (
-                    self.member_id(i),
-                    self.name(i).to_owned(),
-                    vec![self.client_url(i)],
-                )
-            })
-            .collect();
-        expected.sort();
+        let expected = self.expected_member_list();
         let deadline = Instant::now() + timeout;
         for i in 0..self.members.len() {
             let mut client = self.client(i).await;
             loop {
                 let last = match client.member_list().await {
                     Ok(list) => {
-                        let mut got: Vec<(u64, String, Vec<String>)> = list
-                            .members()
-                            .iter()
-                            .map(|m| (m.id(), m.name().to_owned(), m.client_urls().to_vec()))
-                            .collect();
-                        got.sort();
+                        let got = listed_members(&list);
                         if got == expected {
                             break;
                         }
@@ -348,6 +375,22 @@ impl Cluster {
         }
     }
 
+    /// What MemberList should show once every member has published itself:
+    /// each member's `(id, name, client URLs)`, sorted.
+    pub fn expected_member_list(&self) -> Vec<ListedMember> {
+        let mut expected: Vec<ListedMember> = (0..self.members.len())
+            .map(|i| {
+                (
+                    self.member_id(i),
+                    self.name(i).to_owned(),
+                    vec![self.client_url(i)],
+                )
+            })
+            .collect();
+        expected.sort();
+        expected
+    }
+
     /// Spawns member `i` with `args`, logging to its log file.
     fn spawn(&mut self, i: usize, args: &[String]) {
         let member = &mut self.members[i];
@@ -356,20 +399,7 @@ impl Cluster {
             "member {} already runs",
             member.name
         );
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&member.log_path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", member.log_path.display()));
-        let log_err = log.try_clone().expect("clone log file handle");
-        let child = Command::new(&self.binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
-        member.child = Some(child);
+        member.child = Some(spawn_logged(&self.binary, args, &member.log_path));
         member.paused = false;
     }
 
@@ -561,16 +591,7 @@ impl Cluster {
 
     /// The last lines of member `i`'s log.
     pub fn log_tail(&self, i: usize) -> String {
-        let path = &self.members[i].log_path;
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let lines: Vec<&str> = text.lines().collect();
-                let from = lines.len().saturating_sub(LOG_TAIL_LINES);
-                lines[from..].join("\n")
-            }
-            Err(e) => format!("(cannot read {}: {e})", path.display()),
-        }
+        file_tail(&self.members[i].log_path)
     }
 
     /// The tails of every member's log, headed by member names.
@@ -584,9 +605,7 @@ impl Cluster {
     /// Whether member `i`'s log contains `needle` (e.g. to see that a
     /// snapshot was installed).
     pub fn log_contains(&self, i: usize, needle: &str) -> bool {
-        std::fs::read(&self.members[i].log_path)
-            .map(|b| String::from_utf8_lossy(&b).contains(needle))
-            .unwrap_or(false)
+        file_contains(&self.members[i].log_path, needle)
     }
 
     /// A client connected to member `i` only.
@@ -701,6 +720,21 @@ impl Cluster {
     }
 }
 
+/// One member of a MemberList answer: `(id, name, client URLs)`.
+pub type ListedMember = (u64, String, Vec<String>);
+
+/// The members of a MemberList answer, sorted, in the shape of
+/// [`Cluster::expected_member_list`].
+pub fn listed_members(list: &MemberListResponse) -> Vec<ListedMember> {
+    let mut got: Vec<ListedMember> = list
+        .members()
+        .iter()
+        .map(|m| (m.id(), m.name().to_owned(), m.client_urls().to_vec()))
+        .collect();
+    got.sort();
+    got
+}
+
 /// A client connected to `url` only.
 pub async fn connect(url: &str) -> Client {
     let opts = ConnectOptions::new()
@@ -721,6 +755,268 @@ async fn status_of(url: &str) -> Result<StatusResponse, String> {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {STATUS_TIMEOUT:?}")),
     }
+}
+
+/// Spawns `binary` with `args`, its stdout and stderr appended to
+/// `log_path`.
+fn spawn_logged(binary: &Path, args: &[String], log_path: &Path) -> Child {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
+    let log_err = log.try_clone().expect("clone log file handle");
+    Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()))
+}
+
+/// The last [`LOG_TAIL_LINES`] lines of the log at `path`.
+fn file_tail(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let all = text(&bytes);
+            let lines: Vec<&str> = all.lines().collect();
+            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+            lines[from..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+/// Whether the log at `path` exists and contains `needle`.
+fn file_contains(path: &Path, needle: &str) -> bool {
+    std::fs::read(path).is_ok_and(|b| text(&b).contains(needle))
+}
+
+/// A member process started by a test itself rather than by
+/// [`Cluster::start`] (one added at runtime, or one of a cluster restored
+/// from a snapshot): its URLs, directories and process. Dropping it
+/// SIGKILLs the process.
+#[derive(Debug)]
+pub struct ExtraMember {
+    /// `--name`.
+    pub name: String,
+    /// Client URL, `http://127.0.0.1:<port>`.
+    pub client_url: String,
+    /// Peer URL, `http://127.0.0.1:<port>`.
+    pub peer_url: String,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// Where its stdout and stderr are appended.
+    pub log_path: PathBuf,
+    /// The running process, `None` before [`ExtraMember::spawn`] and
+    /// after [`ExtraMember::kill`].
+    pub child: Option<Child>,
+}
+
+impl ExtraMember {
+    /// A member named `name` whose data directory and log live in `dir`,
+    /// with fresh ports; not started.
+    pub fn new(dir: &Path, name: &str) -> ExtraMember {
+        let (client_port, peer_port) = two_free_ports();
+        ExtraMember {
+            name: name.to_owned(),
+            client_url: format!("http://127.0.0.1:{client_port}"),
+            peer_url: format!("http://127.0.0.1:{peer_port}"),
+            data_dir: dir.join(name),
+            log_path: dir.join(format!("{name}.log")),
+            child: None,
+        }
+    }
+
+    /// Starts `binary` with `args`, logging to [`ExtraMember::log_path`].
+    pub fn spawn(&mut self, binary: &Path, args: &[String]) {
+        assert!(self.child.is_none(), "{} already runs", self.name);
+        self.child = Some(spawn_logged(binary, args, &self.log_path));
+    }
+
+    /// SIGKILLs the process (if it runs) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process's log mentions `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        file_contains(&self.log_path, needle)
+    }
+
+    /// The last lines of the process's log.
+    pub fn log_tail(&self) -> String {
+        file_tail(&self.log_path)
+    }
+}
+
+impl Drop for ExtraMember {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Lossy UTF-8 text of `bytes` (keys, values, logs).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The revision of a response header, which every KV answer carries.
+pub fn rev(header: Option<&ResponseHeader>) -> i64 {
+    header.expect("response header").revision()
+}
+
+/// A kv as the tests compare it: `(key, value, create_revision,
+/// mod_revision, version, lease)`.
+pub type KvRow = (String, String, i64, i64, i64, i64);
+
+/// The [`KvRow`] of every kv, in order.
+pub fn kv_rows(kvs: &[KeyValue]) -> Vec<KvRow> {
+    kvs.iter()
+        .map(|kv| {
+            (
+                text(kv.key()),
+                text(kv.value()),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version(),
+                kv.lease(),
+            )
+        })
+        .collect()
+}
+
+/// Puts `key = value` through `client`, panicking on an error; returns the
+/// put's revision.
+pub async fn put(client: &mut Client, key: &str, value: &str) -> i64 {
+    let resp = client
+        .put(key, value, None)
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    rev(resp.header())
+}
+
+/// Asserts that `result` is a gRPC error with `code` (the name of tonic's
+/// `Code`, e.g. `InvalidArgument`) and exactly `message`.
+#[track_caller]
+pub fn assert_grpc_err<T: fmt::Debug>(result: Result<T, Error>, code: &str, message: &str) {
+    match result {
+        Err(Error::GRpcStatus(status)) => {
+            assert_eq!(
+                format!("{:?}", status.code()),
+                code,
+                "code of {status:?} (expected {code} {message:?})"
+            );
+            assert_eq!(status.message(), message, "message of {status:?}");
+        }
+        other => panic!("expected gRPC {code} {message:?}, got {other:?}"),
+    }
+}
+
+/// `future`, or an error once `bound` has passed.
+pub async fn bounded<T, F>(bound: Duration, future: F) -> Result<T, String>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    match tokio::time::timeout(bound, future).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {bound:?}")),
+    }
+}
+
+/// Puts `key = value` through `client` until it is acknowledged, retrying
+/// every [`POLL_INTERVAL`] for at most `timeout` (a new leader may still be
+/// settling in); returns the put's revision. Past `timeout` it panics with
+/// `what`, the last error and `details()` (e.g. log tails).
+pub async fn put_retrying(
+    client: &mut Client,
+    key: &str,
+    value: &str,
+    timeout: Duration,
+    what: &str,
+    details: impl Fn() -> String,
+) -> i64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.put(key, value, None).await {
+            Ok(resp) => return rev(resp.header()),
+            Err(e) => assert!(Instant::now() < deadline, "{what}: {e}\n{}", details()),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Serializes the scenarios of one test file: each starts a cluster of
+/// its own, and the machine may have only two cores.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs one scenario of a test file: takes the [`serial`] lock, runs
+/// `scenario` to completion on a [`runtime`] and prints how long it took
+/// under `name`.
+pub fn run_scenario<F: Future>(name: &str, scenario: F) -> F::Output {
+    let _serial = serial();
+    let started = Instant::now();
+    let output = runtime().block_on(scenario);
+    eprintln!("{name}: {:?}", started.elapsed());
+    output
+}
+
+/// The two-worker multi-threaded runtime the scenarios run on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs one step of a scenario as a task of its own, so that a failing
+/// step is reported (and added to `failures`) while the following steps
+/// still run; `None` if it failed.
+pub async fn step<T, F>(failures: &mut Vec<String>, name: &str, fut: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let started = Instant::now();
+    match tokio::spawn(fut).await {
+        Ok(v) => {
+            eprintln!("step {name}: ok in {:?}", started.elapsed());
+            Some(v)
+        }
+        Err(e) => {
+            let msg = match e.try_into_panic() {
+                Ok(p) => p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "(no message)".to_owned()),
+                Err(e) => e.to_string(),
+            };
+            eprintln!("step {name}: FAILED after {:?}: {msg}", started.elapsed());
+            failures.push(format!("{name}: {msg}"));
+            None
+        }
+    }
+}
+
+/// Asserts that no [`step`] failed, listing those that did.
+#[track_caller]
+pub fn assert_steps_passed(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} step(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 impl Drop for Cluster {

@@ -28,11 +28,11 @@
 #[allow(dead_code)]
 mod cluster;
 
-use cluster::{Cluster, ClusterOptions};
+use cluster::{put_retrying, run_scenario, text, Cluster, ClusterOptions};
 use etcd_client::{Client, GetOptions, KeyValue};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bound on a member converging to the expected state.
@@ -52,24 +52,6 @@ const WRITERS: usize = 3;
 /// Upper bound on the writes of one writer.
 const WRITES_PER_WRITER_MAX: usize = 100_000;
 
-/// The scenarios share the machine: one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn s(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// `(key, value, create, mod, version)` of every kv.
 type Row = (String, String, i64, i64, i64);
 
@@ -77,8 +59,8 @@ fn rows(kvs: &[KeyValue]) -> Vec<Row> {
     kvs.iter()
         .map(|kv| {
             (
-                s(kv.key()),
-                s(kv.value()),
+                text(kv.key()),
+                text(kv.value()),
                 kv.create_revision(),
                 kv.mod_revision(),
                 kv.version(),
@@ -273,9 +255,7 @@ where
 /// Leader SIGKILL under write load, then the old leader rejoins.
 #[test]
 fn leader_kill_under_load() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("leader_kill_under_load", async {
         let mut cluster = Cluster::start(ClusterOptions::default());
         let ledger = Arc::new(Ledger::default());
         let mut writers: Vec<_> = (0..WRITERS)
@@ -303,18 +283,15 @@ fn leader_kill_under_load() {
         // A write after the kill succeeds (the new leader may still be
         // settling in: retry, bounded).
         let mut c = cluster.client(new).await;
-        let deadline = Instant::now() + PROGRESS_TIMEOUT;
-        let post_kill_rev = loop {
-            match c.put("load/after-kill", "ok", None).await {
-                Ok(resp) => break resp.header().expect("header").revision(),
-                Err(e) => assert!(
-                    Instant::now() < deadline,
-                    "no write succeeded after the kill: {e}\n{}",
-                    cluster.all_log_tails()
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let post_kill_rev = put_retrying(
+            &mut c,
+            "load/after-kill",
+            "ok",
+            PROGRESS_TIMEOUT,
+            "no write succeeded after the kill",
+            || cluster.all_log_tails(),
+        )
+        .await;
         eprintln!(
             "first write after the kill acknowledged {:?} after it",
             killed_at.elapsed()
@@ -435,16 +412,13 @@ fn leader_kill_under_load() {
             );
         }
     });
-    eprintln!("leader_kill_under_load: {:?}", started.elapsed());
 }
 
 /// A follower stopped while the log is purged past its position converges
 /// to the leader's state (by snapshot).
 #[test]
 fn stopped_follower_catches_up_by_snapshot() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("stopped_follower_catches_up_by_snapshot", async {
         let mut cluster = Cluster::start(ClusterOptions {
             snapshot_count: 50,
             snapshot_catchup_entries: 5,
@@ -574,18 +548,12 @@ fn stopped_follower_catches_up_by_snapshot() {
             other => panic!("read below the compaction point on the follower: {other:?}"),
         }
     });
-    eprintln!(
-        "stopped_follower_catches_up_by_snapshot: {:?}",
-        started.elapsed()
-    );
 }
 
 /// Every member SIGKILLed at once and restarted with `--data-dir` only.
 #[test]
 fn whole_cluster_kill_and_restart() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("whole_cluster_kill_and_restart", async {
         let mut cluster = Cluster::start(ClusterOptions::default());
         let mut clients: Vec<Client> = Vec::new();
         for i in 0..cluster.len() {
@@ -662,7 +630,6 @@ fn whole_cluster_kill_and_restart() {
         let back = c.get("crash/next", None).await.expect("get after restart");
         assert_eq!(back.kvs()[0].create_revision(), next);
     });
-    eprintln!("whole_cluster_kill_and_restart: {:?}", started.elapsed());
 }
 
 /// A leader frozen (SIGSTOP) while the others elect a new one and accept a
@@ -670,9 +637,7 @@ fn whole_cluster_kill_and_restart() {
 /// runs again, nor place a write before the new leader's.
 #[test]
 fn paused_leader_serves_no_stale_reads() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("paused_leader_serves_no_stale_reads", async {
         let mut cluster = Cluster::start(ClusterOptions::default());
         let old = cluster.leader().await;
         let mut oc = cluster.client(old).await;
@@ -688,18 +653,15 @@ fn paused_leader_serves_no_stale_reads() {
         let new = cluster.leader().await;
         assert_ne!(new, old);
         let mut nc = cluster.client(new).await;
-        let deadline = Instant::now() + PROGRESS_TIMEOUT;
-        let r2 = loop {
-            match nc.put("pause/k", "v2", None).await {
-                Ok(resp) => break resp.header().expect("header").revision(),
-                Err(e) => assert!(
-                    Instant::now() < deadline,
-                    "no write on the new leader: {e}\n{}",
-                    cluster.all_log_tails()
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let r2 = put_retrying(
+            &mut nc,
+            "pause/k",
+            "v2",
+            PROGRESS_TIMEOUT,
+            "no write on the new leader",
+            || cluster.all_log_tails(),
+        )
+        .await;
         assert!(r2 > r1);
 
         cluster.resume(old);
@@ -722,44 +684,41 @@ fn paused_leader_serves_no_stale_reads() {
         match oc.put("pause/k", "v3", None).await {
             Ok(resp) => {
                 let r3 = resp.header().expect("header").revision();
-                assert!(r3 > r2, "write through the old leader at {r3}, not after {r2}");
+                assert!(
+                    r3 > r2,
+                    "write through the old leader at {r3}, not after {r2}"
+                );
             }
             Err(e) => eprintln!("write through the resumed old leader failed: {e}"),
         }
         eprintln!("{answered} of 20 reads through the resumed old leader answered");
         // It rejoins as a follower and serves the current value.
-        converge(&cluster, old, "pause/", GetOptions::new().with_prefix(), |rev, got| {
-            match got.first() {
+        converge(
+            &cluster,
+            old,
+            "pause/",
+            GetOptions::new().with_prefix(),
+            |rev, got| match got.first() {
                 Some(row) if rev >= r2 && row.3 >= r2 => Ok(()),
                 other => Err(format!("{other:?} at revision {rev}")),
-            }
-        })
+            },
+        )
         .await;
     });
-    eprintln!(
-        "paused_leader_serves_no_stale_reads: {:?}",
-        started.elapsed()
-    );
 }
 
 /// A follower cut off from the quorum (the two others killed); see
 /// [`minority_scenario`].
 #[test]
 fn minority_follower_without_quorum() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(minority_scenario(false));
-    eprintln!("minority_follower_without_quorum: {:?}", started.elapsed());
+    run_scenario("minority_follower_without_quorum", minority_scenario(false));
 }
 
 /// The leader cut off from the quorum (the two others killed): as in etcd
 /// (CheckQuorum), it must step down; see [`minority_scenario`].
 #[test]
 fn isolated_leader_steps_down() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(minority_scenario(true));
-    eprintln!("isolated_leader_steps_down: {:?}", started.elapsed());
+    run_scenario("isolated_leader_steps_down", minority_scenario(true));
 }
 
 /// A member cut off from the quorum (the two others killed) soon names no
@@ -879,14 +838,15 @@ async fn minority_scenario(keep_leader: bool) {
     }
     let leader = cluster.leader().await;
     let mut lc = cluster.client(leader).await;
-    let deadline = Instant::now() + PROGRESS_TIMEOUT;
-    let r2 = loop {
-        match lc.put("quorum/k", "v2", None).await {
-            Ok(resp) => break resp.header().expect("header").revision(),
-            Err(e) => assert!(Instant::now() < deadline, "no write after recovery: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let r2 = put_retrying(
+        &mut lc,
+        "quorum/k",
+        "v2",
+        PROGRESS_TIMEOUT,
+        "no write after recovery",
+        String::new,
+    )
+    .await;
     assert!(r2 > r1);
     for i in 0..cluster.len() {
         converge(

@@ -16,11 +16,10 @@
 #[allow(dead_code)]
 mod cluster;
 
-use cluster::{Cluster, ClusterOptions};
+use cluster::{assert_grpc_err, kv_rows, put, rev, text, Cluster, ClusterOptions};
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, Error, GetOptions, GetResponse,
-    KeyValue, PutOptions, ResponseHeader, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
-    TxnResponse,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse,
+    KeyValue, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use std::time::{Duration, Instant};
 
@@ -39,61 +38,12 @@ const LEASE_PROVIDED: &str = "etcdserver: lease is provided";
 
 // ---- small helpers ----
 
-fn rev(header: Option<&ResponseHeader>) -> i64 {
-    header.expect("response header").revision()
-}
-
-fn s(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn keys(kvs: &[KeyValue]) -> Vec<String> {
-    kvs.iter().map(|kv| s(kv.key())).collect()
+    kvs.iter().map(|kv| text(kv.key())).collect()
 }
 
 fn values(kvs: &[KeyValue]) -> Vec<String> {
-    kvs.iter().map(|kv| s(kv.value())).collect()
-}
-
-/// `(key, value, create, mod, version, lease)` of every kv.
-fn full(kvs: &[KeyValue]) -> Vec<(String, String, i64, i64, i64, i64)> {
-    kvs.iter()
-        .map(|kv| {
-            (
-                s(kv.key()),
-                s(kv.value()),
-                kv.create_revision(),
-                kv.mod_revision(),
-                kv.version(),
-                kv.lease(),
-            )
-        })
-        .collect()
-}
-
-/// Asserts that `result` is a gRPC error with `code` (tonic's `Code` name,
-/// e.g. `InvalidArgument`) and exactly `message`.
-#[track_caller]
-fn assert_grpc_err<T: std::fmt::Debug>(result: Result<T, Error>, code: &str, message: &str) {
-    match result {
-        Err(Error::GRpcStatus(status)) => {
-            assert_eq!(
-                format!("{:?}", status.code()),
-                code,
-                "code of {status:?} (expected {code} {message:?})"
-            );
-            assert_eq!(status.message(), message, "message of {status:?}");
-        }
-        other => panic!("expected gRPC {code} {message:?}, got {other:?}"),
-    }
-}
-
-async fn put(c: &mut Client, key: &str, value: &str) -> i64 {
-    let resp = c
-        .put(key, value, None)
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e}"));
-    rev(resp.header())
+    kvs.iter().map(|kv| text(kv.value())).collect()
 }
 
 async fn get(c: &mut Client, key: &str, opts: Option<GetOptions>) -> GetResponse {
@@ -141,7 +91,7 @@ async fn fresh_revisions(c: &mut Client) {
     let resp = get(c, "fresh/k", None).await;
     assert_eq!(rev(resp.header()), 2);
     assert_eq!(
-        full(resp.kvs()),
+        kv_rows(resp.kvs()),
         vec![("fresh/k".into(), "v1".into(), 2, 2, 1, 0)],
         "key, value, create_revision, mod_revision, version, lease"
     );
@@ -151,7 +101,7 @@ async fn fresh_revisions(c: &mut Client) {
     assert_eq!(r, 3);
     let resp = get(c, "fresh/k", None).await;
     assert_eq!(
-        full(resp.kvs()),
+        kv_rows(resp.kvs()),
         vec![("fresh/k".into(), "v2".into(), 2, 3, 2, 0)]
     );
     // A read does not move the revision.
@@ -452,7 +402,7 @@ async fn follower_reads(cluster: &Cluster, leader: usize, follower: usize) {
         assert!(
             Instant::now() < deadline,
             "serializable read on follower never saw the write: {:?}",
-            full(ser.kvs())
+            kv_rows(ser.kvs())
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -498,7 +448,7 @@ async fn put_options(c: &mut Client) {
     assert_eq!(r2, r1 + 1);
     let prev = resp.prev_key().expect("prev_kv of an existing key");
     assert_eq!(
-        full(std::slice::from_ref(prev)),
+        kv_rows(std::slice::from_ref(prev)),
         vec![("p/k".into(), "v1".into(), r1, r1, 1, 0)]
     );
     let resp = c
@@ -525,7 +475,7 @@ async fn put_options(c: &mut Client) {
     );
     let now = get(c, "p/k", None).await;
     assert_eq!(
-        full(now.kvs()),
+        kv_rows(now.kvs()),
         vec![("p/k".into(), "v2".into(), r1, r4, 3, 0)]
     );
 
@@ -537,7 +487,7 @@ async fn put_options(c: &mut Client) {
         .header());
     let now = get(c, "p/k", None).await;
     assert_eq!(
-        full(now.kvs()),
+        kv_rows(now.kvs()),
         vec![("p/k".into(), "v3".into(), r1, r5, 4, 0)]
     );
 
@@ -590,7 +540,7 @@ async fn put_options(c: &mut Client) {
     let r6 = put(c, "p/empty", "").await;
     let e = get(c, "p/empty", None).await;
     assert_eq!(
-        full(e.kvs()),
+        kv_rows(e.kvs()),
         vec![("p/empty".into(), "".into(), r6, r6, 1, 0)]
     );
 }
@@ -609,7 +559,7 @@ async fn delete_range(c: &mut Client) {
     assert_eq!(r_del, revs[4] + 1);
     assert_eq!(resp.deleted(), 1);
     assert_eq!(
-        full(resp.prev_kvs()),
+        kv_rows(resp.prev_kvs()),
         vec![("d/a".into(), "val-d/a".into(), revs[0], revs[0], 1, 0)]
     );
 
@@ -663,7 +613,7 @@ async fn delete_range(c: &mut Client) {
     let r_new = put(c, "d/a", "again").await;
     let again = get(c, "d/a", None).await;
     assert_eq!(
-        full(again.kvs()),
+        kv_rows(again.kvs()),
         vec![("d/a".into(), "again".into(), r_new, r_new, 1, 0)]
     );
     assert_grpc_err(
@@ -901,7 +851,7 @@ async fn txn_semantics(c: &mut Client) {
     match &ops[3] {
         TxnOpResponse::Get(g) => {
             assert_eq!(
-                full(g.kvs()),
+                kv_rows(g.kvs()),
                 vec![
                     ("t/x".into(), "x1".into(), r, r, 1, 0),
                     ("t/y".into(), "y1".into(), r, r, 1, 0)
@@ -1117,23 +1067,10 @@ async fn status_and_members(cluster: &Cluster) {
 
     let mut c = cluster.client(0).await;
     let list = c.member_list().await.expect("member list");
-    let mut got: Vec<(u64, String, Vec<String>)> = list
-        .members()
-        .iter()
-        .map(|m| (m.id(), m.name().to_owned(), m.client_urls().to_vec()))
-        .collect();
-    got.sort();
-    let mut expected: Vec<(u64, String, Vec<String>)> = (0..cluster.len())
-        .map(|i| {
-            (
-                cluster.member_id(i),
-                cluster.name(i).to_owned(),
-                vec![cluster.client_url(i)],
-            )
-        })
-        .collect();
-    expected.sort();
-    assert_eq!(got, expected);
+    assert_eq!(
+        cluster::listed_members(&list),
+        cluster.expected_member_list()
+    );
 }
 
 /// Compaction: reads below it fail, at it succeed; errors for repeated and
@@ -1195,7 +1132,7 @@ async fn compaction(c: &mut Client) {
     assert_eq!(values(at.kvs()), ["v4"]);
     let now = get(c, "c/k", None).await;
     assert_eq!(
-        full(now.kvs()),
+        kv_rows(now.kvs()),
         vec![("c/k".into(), "v5".into(), revs[0], revs[4], 5, 0)]
     );
 }
@@ -1209,11 +1146,7 @@ fn etcd_kv_semantics() {
         started.elapsed(),
         cluster.dir().display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = cluster::runtime();
     rt.block_on(async {
         let leader = cluster.leader().await;
         let follower = (leader + 1) % cluster.len();

@@ -21,10 +21,10 @@
 #[allow(dead_code)]
 mod cluster;
 
-use cluster::{Cluster, ClusterOptions};
+use cluster::{assert_grpc_err, assert_steps_passed, rev, step, text, Cluster, ClusterOptions};
 use etcd_client::{
     Client, Error, EventType, GetOptions, LeaseGrantOptions, LeaseKeepAliveStream, LeaseKeeper,
-    LeaseTimeToLiveOptions, PutOptions, ResponseHeader, Txn, TxnOp, WatchOptions, WatchStream,
+    LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,31 +54,6 @@ const TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
 
 // ---- helpers ----
 
-fn rev(header: Option<&ResponseHeader>) -> i64 {
-    header.expect("response header").revision()
-}
-
-fn s(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts that `result` is a gRPC error with `code` (tonic's `Code` name,
-/// e.g. `NotFound`) and exactly `message`.
-#[track_caller]
-fn assert_grpc_err<T: std::fmt::Debug>(result: Result<T, Error>, code: &str, message: &str) {
-    match result {
-        Err(Error::GRpcStatus(status)) => {
-            assert_eq!(
-                format!("{:?}", status.code()),
-                code,
-                "code of {status:?} (expected {code} {message:?})"
-            );
-            assert_eq!(status.message(), message, "message of {status:?}");
-        }
-        other => panic!("expected gRPC {code} {message:?}, got {other:?}"),
-    }
-}
-
 /// Grants a lease of `ttl` seconds with a server-chosen id; returns
 /// `(id, granted ttl)`.
 async fn grant(c: &mut Client, ttl: i64) -> (i64, i64) {
@@ -106,7 +81,7 @@ async fn under(c: &mut Client, prefix: &str) -> Vec<(String, String, i64)> {
         .unwrap_or_else(|e| panic!("get prefix {prefix}: {e}"));
     resp.kvs()
         .iter()
-        .map(|kv| (s(kv.key()), s(kv.value()), kv.lease()))
+        .map(|kv| (text(kv.key()), text(kv.value()), kv.lease()))
         .collect()
 }
 
@@ -117,7 +92,7 @@ async fn time_to_live(c: &mut Client, id: i64) -> (i64, i64, Vec<String>) {
         .await
         .unwrap_or_else(|e| panic!("time-to-live of lease {id:x}: {e}"));
     assert_eq!(resp.id(), id, "time-to-live answers for the lease asked");
-    let mut keys: Vec<String> = resp.keys().iter().map(|k| s(k)).collect();
+    let mut keys: Vec<String> = resp.keys().iter().map(|k| text(k)).collect();
     keys.sort_unstable();
     (resp.ttl(), resp.granted_ttl(), keys)
 }
@@ -186,7 +161,7 @@ async fn events(
             let kv = e.kv().expect("event kv");
             out.push((
                 e.event_type() == EventType::Delete,
-                s(kv.key()),
+                text(kv.key()),
                 kv.mod_revision(),
             ));
         }
@@ -727,35 +702,6 @@ async fn restart_all(mut cluster: Cluster) -> Cluster {
     cluster
 }
 
-/// Runs one step as a task of its own, so that a failing step is
-/// reported and the following steps still run; `None` if it failed.
-async fn step<T, F>(failures: &mut Vec<String>, name: &str, fut: F) -> Option<T>
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = T> + Send + 'static,
-{
-    let started = Instant::now();
-    match tokio::spawn(fut).await {
-        Ok(v) => {
-            eprintln!("step {name}: ok in {:?}", started.elapsed());
-            Some(v)
-        }
-        Err(e) => {
-            let msg = match e.try_into_panic() {
-                Ok(p) => p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "(no message)".to_owned()),
-                Err(e) => e.to_string(),
-            };
-            eprintln!("step {name}: FAILED after {:?}: {msg}", started.elapsed());
-            failures.push(format!("{name}: {msg}"));
-            None
-        }
-    }
-}
-
 #[test]
 fn etcd_lease_semantics() {
     let started = Instant::now();
@@ -769,11 +715,7 @@ fn etcd_lease_semantics() {
         started.elapsed(),
         cluster.dir().display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = cluster::runtime();
     let (failures, cluster) = rt.block_on(async move {
         let leader = cluster.leader().await;
         let follower = (leader + 1) % cluster.len();
@@ -798,11 +740,6 @@ fn etcd_lease_semantics() {
         (failures, cluster)
     });
     eprintln!("lease steps done in {:?}", started.elapsed());
-    assert!(
-        failures.is_empty(),
-        "{} step(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_steps_passed(&failures);
     drop(cluster);
 }

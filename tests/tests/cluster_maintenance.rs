@@ -25,18 +25,14 @@
 #[allow(dead_code)]
 mod cluster;
 
-use cluster::{Cluster, ClusterOptions};
-use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, Error, GetOptions, KeyValue, Txn, TxnOp,
+use cluster::{
+    bounded, built_binary, kv_rows, run_scenario, text, Cluster, ClusterOptions, ExtraMember, KvRow,
 };
+use etcd_client::{Client, CompactionOptions, Compare, CompareOp, Error, GetOptions, Txn, TxnOp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::fs::OpenOptions;
-use std::future::Future;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Bound on members agreeing on a state.
@@ -54,57 +50,9 @@ const WORKLOAD_KEYS: usize = 40;
 /// The etcdctl the snapshot scenario drives.
 const ETCDCTL: &str = "/usr/bin/etcdctl";
 
-/// The scenarios share the machine: one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `future`, or an error once `bound` has passed.
-async fn bounded<T, F>(bound: Duration, future: F) -> Result<T, String>
-where
-    F: Future<Output = Result<T, Error>>,
-{
-    match tokio::time::timeout(bound, future).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {bound:?}")),
-    }
-}
-
-/// `(key, value, create_revision, mod_revision, version, lease)`.
-type Row = (String, String, i64, i64, i64, i64);
-
-fn rows(kvs: &[KeyValue]) -> Vec<Row> {
-    kvs.iter()
-        .map(|kv| {
-            (
-                text(kv.key()),
-                text(kv.value()),
-                kv.create_revision(),
-                kv.mod_revision(),
-                kv.version(),
-                kv.lease(),
-            )
-        })
-        .collect()
-}
-
 /// Every key of the member at `url` (serializable) once it has applied
 /// `revision`: `(header revision, rows)`.
-async fn all_rows_at(url: &str, revision: i64) -> (i64, Vec<Row>) {
+async fn all_rows_at(url: &str, revision: i64) -> (i64, Vec<KvRow>) {
     let mut client = cluster::connect(url).await;
     let opts = GetOptions::new().with_all_keys().with_serializable();
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
@@ -113,7 +61,7 @@ async fn all_rows_at(url: &str, revision: i64) -> (i64, Vec<Row>) {
             Ok(resp) => {
                 let rev = resp.header().expect("range header").revision();
                 if rev >= revision {
-                    return (rev, rows(resp.kvs()));
+                    return (rev, kv_rows(resp.kvs()));
                 }
                 format!("at revision {rev}")
             }
@@ -125,27 +73,6 @@ async fn all_rows_at(url: &str, revision: i64) -> (i64, Vec<Row>) {
         );
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// The profile directory holding the built binaries (`target/<profile>`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test executable");
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()))
-        .to_path_buf()
-}
-
-/// A binary built into the profile directory.
-fn built_binary(name: &str) -> PathBuf {
-    let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build -p sett-server --bin sett \
-         -p sett-client --bin settctl`",
-        path.display()
-    );
-    path
 }
 
 /// What a tool run left behind.
@@ -298,9 +225,7 @@ async fn hashes_at(cluster: &Cluster, revision: i64) -> Vec<(u32, i64)> {
 /// Every member answers the same HashKV at the same revision.
 #[test]
 fn hash_kv_agrees_after_workload() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("hash_kv_agrees_after_workload", async {
         let cluster = Cluster::start(ClusterOptions::default());
         let compacted = random_workload(&cluster.client_urls(), 0x5e77).await;
         // The marker twice: the hash must change with the second put.
@@ -344,15 +269,12 @@ fn hash_kv_agrees_after_workload() {
             }
         }
     });
-    eprintln!("hash_kv_agrees_after_workload: {:?}", started.elapsed());
 }
 
 /// Status fields are consistent across members.
 #[test]
 fn status_fields() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("status_fields", async {
         let cluster = Cluster::start(ClusterOptions::default());
         let mut client = cluster.client_all().await;
         for k in 0..20 {
@@ -404,46 +326,10 @@ fn status_fields() {
             tokio::time::sleep(POLL).await;
         }
     });
-    eprintln!("status_fields: {:?}", started.elapsed());
-}
-
-/// Two distinct free ports on 127.0.0.1 (client, peer).
-fn two_free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let port = |l: &TcpListener| l.local_addr().expect("local address").port();
-    (port(&a), port(&b))
 }
 
 /// A member of the restored cluster.
-#[derive(Debug)]
-struct Restored {
-    name: String,
-    client_url: String,
-    peer_url: String,
-    data_dir: PathBuf,
-    log_path: PathBuf,
-    child: Option<Child>,
-}
-
-impl Restored {
-    fn log_tail(&self) -> String {
-        let all = std::fs::read(&self.log_path)
-            .map(|b| text(&b))
-            .unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Restored {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+type Restored = ExtraMember;
 
 /// Flips one byte of `path`, at `offset`.
 fn flip_byte(path: &Path, offset: usize) {
@@ -456,15 +342,13 @@ fn flip_byte(path: &Path, offset: usize) {
 /// snapshot restore` into a new cluster.
 #[test]
 fn snapshot_save_restore() {
-    let _serial = serial();
-    let started = Instant::now();
     assert!(
         Path::new(ETCDCTL).is_file(),
         "{ETCDCTL} is missing (Debian package etcd-client 3.4)"
     );
     let settctl = built_binary("settctl");
     let sett = built_binary("sett");
-    runtime().block_on(async {
+    run_scenario("snapshot_save_restore", async {
         let cluster = Cluster::start(ClusterOptions::default());
         random_workload(&cluster.client_urls(), 0xa11ce).await;
         let mut client = cluster.client(0).await;
@@ -510,18 +394,7 @@ fn snapshot_save_restore() {
         // A new three-member cluster from the file.
         let token = "sett-restored";
         let mut members: Vec<Restored> = (1..=3)
-            .map(|k| {
-                let (client_port, peer_port) = two_free_ports();
-                let name = format!("r{k}");
-                Restored {
-                    client_url: format!("http://127.0.0.1:{client_port}"),
-                    peer_url: format!("http://127.0.0.1:{peer_port}"),
-                    data_dir: work.join(&name),
-                    log_path: work.join(format!("{name}.log")),
-                    name,
-                    child: None,
-                }
-            })
+            .map(|k| Restored::new(&work, &format!("r{k}")))
             .collect();
         let initial_cluster = members
             .iter()
@@ -547,20 +420,8 @@ fn snapshot_save_restore() {
             assert!(ran.status.success(), "settctl snapshot restore: {ran:?}");
         }
         for m in &mut members {
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&m.log_path)
-                .expect("open member log");
-            let log_err = log.try_clone().expect("clone log handle");
-            let child = Command::new(&sett)
-                .arg(format!("--data-dir={}", m.data_dir.display()))
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", sett.display()));
-            m.child = Some(child);
+            let data_dir = format!("--data-dir={}", m.data_dir.display());
+            m.spawn(&sett, &[data_dir]);
         }
 
         // Up: one leader named by all three, which are exactly r1..r3.
@@ -631,7 +492,7 @@ fn snapshot_save_restore() {
         .await
         .expect("linearizable read of the restored cluster");
         assert_eq!(
-            rows(linear.kvs()),
+            kv_rows(linear.kvs()),
             saved,
             "linearizable read after the restore"
         );
@@ -647,7 +508,7 @@ fn snapshot_save_restore() {
         );
         for m in &members {
             let (_, got) = all_rows_at(&m.client_url, next).await;
-            let after: Vec<&Row> = got.iter().filter(|r| r.0 == "after/restore").collect();
+            let after: Vec<&KvRow> = got.iter().filter(|r| r.0 == "after/restore").collect();
             assert_eq!(after.len(), 1, "{}: {after:?}", m.name);
             assert_eq!(after[0].3, next, "{}: mod revision of {after:?}", m.name);
         }
@@ -697,15 +558,12 @@ fn snapshot_save_restore() {
             "a damaged file was restored: {ran:?}"
         );
     });
-    eprintln!("snapshot_save_restore: {:?}", started.elapsed());
 }
 
 /// Defragment on every member keeps every key and the hashes.
 #[test]
 fn defragment_keeps_data() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("defragment_keeps_data", async {
         let cluster = Cluster::start(ClusterOptions::default());
         random_workload(&cluster.client_urls(), 0xdef4a6).await;
         // Some larger values, overwritten, so there is garbage to collect.
@@ -766,15 +624,12 @@ fn defragment_keeps_data() {
             );
         }
     });
-    eprintln!("defragment_keeps_data: {:?}", started.elapsed());
 }
 
 /// MoveLeader is not supported.
 #[test]
 fn move_leader_is_unimplemented() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("move_leader_is_unimplemented", async {
         let cluster = Cluster::start(ClusterOptions::default());
         let leader = cluster.leader().await;
         let target = (leader + 1) % cluster.len();
@@ -786,5 +641,4 @@ fn move_leader_is_unimplemented() {
             other => panic!("MoveLeader: {other:?}"),
         }
     });
-    eprintln!("move_leader_is_unimplemented: {:?}", started.elapsed());
 }

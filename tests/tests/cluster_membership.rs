@@ -27,16 +27,14 @@
 #[allow(dead_code)]
 mod cluster;
 
-use cluster::{Cluster, ClusterOptions};
+use cluster::{
+    assert_grpc_err, bounded, member_binary, run_scenario, runtime, serial, text, Cluster,
+    ClusterOptions, ExtraMember,
+};
 use etcd_client::{Client, Error, GetOptions, MemberAddOptions, MemberAddResponse};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
-use std::future::Future;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bound on members agreeing on a state (data, member list, leader).
@@ -68,177 +66,33 @@ const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
 const LEARNER_NOT_READY: &str =
     "etcdserver: can only promote a learner member which is in sync with leader";
 
-/// The scenarios share the machine: one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `future`, or an error once `bound` has passed.
-async fn bounded<T, F>(bound: Duration, future: F) -> Result<T, String>
-where
-    F: Future<Output = Result<T, Error>>,
-{
-    match tokio::time::timeout(bound, future).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {bound:?}")),
-    }
-}
-
-/// Asserts that `result` is a gRPC error with `code` (the name of tonic's
-/// `Code`, e.g. `NotFound`) and exactly `message`.
-#[track_caller]
-fn assert_grpc_err<T: std::fmt::Debug>(result: Result<T, Error>, code: &str, message: &str) {
-    match result {
-        Err(Error::GRpcStatus(status)) => {
-            assert_eq!(
-                format!("{:?}", status.code()),
-                code,
-                "code of {status:?} (expected {code} {message:?})"
-            );
-            assert_eq!(status.message(), message, "message of {status:?}");
-        }
-        other => panic!("expected gRPC {code} {message:?}, got {other:?}"),
-    }
-}
-
 /// Whether `e` is etcd's transient "unhealthy cluster" refusal.
 fn is_unhealthy(e: &Error) -> bool {
     matches!(e, Error::GRpcStatus(s) if s.message() == UNHEALTHY)
 }
 
-/// The member binary: `SETT_CLUSTER_BIN`, else `target/<profile>/sett`
-/// next to the running test executable (the harness's rule).
-fn member_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SETT_CLUSTER_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("path of the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
-    let path = profile_dir.join(format!("sett{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.is_file(),
-        "the member binary {} is missing: build it with `cargo build -p sett-server --bin sett`",
-        path.display()
-    );
-    path
-}
+/// A member added at runtime.
+type Joiner = ExtraMember;
 
-/// Two distinct free ports on 127.0.0.1 (client, peer).
-fn two_free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let port = |l: &TcpListener| l.local_addr().expect("local address").port();
-    (port(&a), port(&b))
-}
-
-/// A member added at runtime: its URLs, directories and process.
-#[derive(Debug)]
-struct Joiner {
-    name: String,
-    client_url: String,
-    peer_url: String,
-    data_dir: PathBuf,
-    log_path: PathBuf,
-    child: Option<Child>,
-}
-
-impl Joiner {
-    /// A joiner named `name` living in `dir` (the cluster's directory),
-    /// with fresh ports; not started.
-    fn new(dir: &Path, name: &str) -> Joiner {
-        let (client_port, peer_port) = two_free_ports();
-        Joiner {
-            name: name.to_owned(),
-            client_url: format!("http://127.0.0.1:{client_port}"),
-            peer_url: format!("http://127.0.0.1:{peer_port}"),
-            data_dir: dir.join(name),
-            log_path: dir.join(format!("{name}.log")),
-            child: None,
-        }
-    }
-
-    /// Starts the member as etcd's procedure says, once MemberAdd has
-    /// answered `added`.
-    fn start(&mut self, added: &MemberAddResponse, opts: &ClusterOptions) {
-        assert!(self.child.is_none(), "{} already runs", self.name);
-        let new_id = added.member().expect("MemberAdd names the new member").id();
-        let initial_cluster = initial_cluster_after_add(added, new_id, &self.name);
-        let args = [
-            format!("--name={}", self.name),
-            format!("--data-dir={}", self.data_dir.display()),
-            format!("--initial-cluster={initial_cluster}"),
-            "--initial-cluster-state=existing".to_owned(),
-            format!("--initial-cluster-token={}", opts.cluster_token),
-            format!("--listen-peer-urls={}", self.peer_url),
-            format!("--initial-advertise-peer-urls={}", self.peer_url),
-            format!("--listen-client-urls={}", self.client_url),
-            format!("--advertise-client-urls={}", self.client_url),
-            format!("--heartbeat-interval={}", opts.heartbeat_interval_ms),
-            format!("--election-timeout={}", opts.election_timeout_ms),
-        ];
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", self.log_path.display()));
-        let log_err = log.try_clone().expect("clone log file handle");
-        let binary = member_binary();
-        let child = Command::new(&binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-        self.child = Some(child);
-    }
-
-    /// SIGKILLs the process (if it runs) and reaps it.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Whether the process's log mentions `needle`.
-    fn log_tail_contains(&self, needle: &str) -> bool {
-        std::fs::read(&self.log_path).is_ok_and(|b| text(&b).contains(needle))
-    }
-
-    fn log_tail(&self) -> String {
-        match std::fs::read(&self.log_path) {
-            Ok(bytes) => {
-                let all = text(&bytes);
-                let lines: Vec<&str> = all.lines().collect();
-                lines[lines.len().saturating_sub(60)..].join("\n")
-            }
-            Err(e) => format!("(cannot read {}: {e})", self.log_path.display()),
-        }
-    }
-}
-
-impl Drop for Joiner {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts `joiner` as etcd's procedure says, once MemberAdd has answered
+/// `added`.
+fn start_joiner(joiner: &mut Joiner, added: &MemberAddResponse, opts: &ClusterOptions) {
+    let new_id = added.member().expect("MemberAdd names the new member").id();
+    let initial_cluster = initial_cluster_after_add(added, new_id, &joiner.name);
+    let args = [
+        format!("--name={}", joiner.name),
+        format!("--data-dir={}", joiner.data_dir.display()),
+        format!("--initial-cluster={initial_cluster}"),
+        "--initial-cluster-state=existing".to_owned(),
+        format!("--initial-cluster-token={}", opts.cluster_token),
+        format!("--listen-peer-urls={}", joiner.peer_url),
+        format!("--initial-advertise-peer-urls={}", joiner.peer_url),
+        format!("--listen-client-urls={}", joiner.client_url),
+        format!("--advertise-client-urls={}", joiner.client_url),
+        format!("--heartbeat-interval={}", opts.heartbeat_interval_ms),
+        format!("--election-timeout={}", opts.election_timeout_ms),
+    ];
+    joiner.spawn(&member_binary(), &args);
 }
 
 /// `--initial-cluster` for the member just added as `new_id`: every
@@ -280,6 +134,21 @@ async fn member_rows(url: &str) -> Result<Vec<MemberRow>, String> {
         .collect();
     rows.sort();
     Ok(rows)
+}
+
+/// The rows MemberList shows for the harness's members `members`, all
+/// voters.
+fn voter_rows(cluster: &Cluster, members: impl Iterator<Item = usize>) -> Vec<MemberRow> {
+    members
+        .map(|i| {
+            (
+                cluster.member_id(i),
+                cluster.name(i).to_owned(),
+                vec![cluster.client_url(i)],
+                false,
+            )
+        })
+        .collect()
 }
 
 /// Waits until MemberList on every one of `urls` shows exactly `expected`.
@@ -578,7 +447,7 @@ async fn grow(
         nodes.iter().all(|n| n.id != id),
         "MemberAdd reused the id {id:x} of {nodes:?}"
     );
-    joiner.start(&added, opts);
+    start_joiner(&mut joiner, &added, opts);
     wait_serving(&joiner.client_url, || joiner.log_tail()).await;
     nodes.push(Node {
         who: Who::Joined(joiners.len()),
@@ -748,9 +617,7 @@ fn stop_node(cluster: &mut Cluster, joiners: &mut [Joiner], node: &Node) {
 /// A learner added after the log was purged catches up and is promoted.
 #[test]
 fn learner_catches_up_and_is_promoted() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("learner_catches_up_and_is_promoted", async {
         let opts = ClusterOptions {
             snapshot_count: 50,
             snapshot_catchup_entries: 5,
@@ -769,17 +636,7 @@ fn learner_catches_up_and_is_promoted() {
         let mut client = cluster.client(1).await;
         let added = member_add(&mut client, &learner.peer_url, true).await;
         let id = added.member().expect("new member").id();
-        let mut rows: Vec<MemberRow> = (0..cluster.len())
-            .map(|i| {
-                let url = cluster.client_url(i);
-                (
-                    cluster.member_id(i),
-                    cluster.name(i).to_owned(),
-                    vec![url],
-                    false,
-                )
-            })
-            .collect();
+        let mut rows = voter_rows(&cluster, 0..cluster.len());
         // Not started yet: listed without name and client URLs.
         rows.push((id, String::new(), Vec::new(), true));
         wait_member_list(&urls, &rows, "after adding the learner").await;
@@ -791,7 +648,7 @@ fn learner_catches_up_and_is_promoted() {
             LEARNER_NOT_READY,
         );
 
-        learner.start(&added, &opts);
+        start_joiner(&mut learner, &added, &opts);
         wait_serving(&learner.client_url, || learner.log_tail()).await;
         converge(&learner.client_url, "data/", "the learner", |got| {
             if got == &data {
@@ -803,7 +660,7 @@ fn learner_catches_up_and_is_promoted() {
         .await;
         eprintln!(
             "the learner caught up; its log mentions a snapshot: {}",
-            learner.log_tail_contains("snapshot")
+            learner.log_contains("snapshot")
         );
         rows.pop();
         rows.push((id, "m4".to_owned(), vec![learner.client_url.clone()], true));
@@ -868,18 +725,12 @@ fn learner_catches_up_and_is_promoted() {
             .await;
         }
     });
-    eprintln!(
-        "learner_catches_up_and_is_promoted: {:?}",
-        started.elapsed()
-    );
 }
 
 /// The leader removes itself; the others go on without it.
 #[test]
 fn removed_leader_is_replaced() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("removed_leader_is_replaced", async {
         let mut cluster = Cluster::start(ClusterOptions::default());
         let urls = cluster.client_urls();
         for k in 0..20 {
@@ -907,18 +758,7 @@ fn removed_leader_is_replaced() {
         let new_id = leader_among(&rest_urls, &rest_ids, "after removing the leader").await;
         assert_ne!(new_id, old_id);
         let rev = put_somewhere(&rest_urls, "data/after", "removal").await;
-        let rows: Vec<MemberRow> = rest
-            .iter()
-            .map(|&i| {
-                let url = cluster.client_url(i);
-                (
-                    cluster.member_id(i),
-                    cluster.name(i).to_owned(),
-                    vec![url],
-                    false,
-                )
-            })
-            .collect();
+        let rows = voter_rows(&cluster, rest.iter().copied());
         wait_member_list(&rest_urls, &rows, "after removing the leader").await;
 
         cluster.kill(old);
@@ -938,15 +778,12 @@ fn removed_leader_is_replaced() {
             .await;
         }
     });
-    eprintln!("removed_leader_is_replaced: {:?}", started.elapsed());
 }
 
 /// Bad membership requests get etcd's codes and messages.
 #[test]
 fn membership_errors() {
-    let _serial = serial();
-    let started = Instant::now();
-    runtime().block_on(async {
+    run_scenario("membership_errors", async {
         let cluster = Cluster::start(ClusterOptions::default());
         let urls = cluster.client_urls();
         let mut client = cluster.client(0).await;
@@ -1041,20 +878,9 @@ fn membership_errors() {
             "NotFound",
             "etcdserver: member not found",
         );
-        let rows: Vec<MemberRow> = (0..cluster.len())
-            .map(|i| {
-                let url = cluster.client_url(i);
-                (
-                    cluster.member_id(i),
-                    cluster.name(i).to_owned(),
-                    vec![url],
-                    false,
-                )
-            })
-            .collect();
+        let rows = voter_rows(&cluster, 0..cluster.len());
         wait_member_list(&urls, &rows, "after the failed requests").await;
         // The cluster still takes writes.
         put_somewhere(&urls, "data/ok", "yes").await;
     });
-    eprintln!("membership_errors: {:?}", started.elapsed());
 }

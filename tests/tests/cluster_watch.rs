@@ -32,10 +32,10 @@
 #[allow(dead_code)]
 mod cluster;
 
-use cluster::{Cluster, ClusterOptions};
+use cluster::{assert_steps_passed, put, rev, step, text, Cluster, ClusterOptions};
 use etcd_client::{
-    Client, DeleteOptions, Event, EventType, GetOptions, ResponseHeader, Txn, TxnOp,
-    WatchFilterType, WatchOptions, WatchResponse, WatchStream,
+    Client, DeleteOptions, Event, EventType, GetOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
+    WatchResponse, WatchStream,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,20 +71,16 @@ struct Ev {
     prev: Option<(String, i64)>,
 }
 
-fn s(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn ev(e: &Event) -> Ev {
     let kv = e.kv().expect("an event carries its kv");
     Ev {
         put: e.event_type() == EventType::Put,
-        key: s(kv.key()),
-        value: s(kv.value()),
+        key: text(kv.key()),
+        value: text(kv.value()),
         create_rev: kv.create_revision(),
         mod_rev: kv.mod_revision(),
         version: kv.version(),
-        prev: e.prev_kv().map(|p| (s(p.value()), p.mod_revision())),
+        prev: e.prev_kv().map(|p| (text(p.value()), p.mod_revision())),
     }
 }
 
@@ -179,18 +175,6 @@ const PLAIN: View = View {
 };
 
 // ---- client helpers ----
-
-fn rev(header: Option<&ResponseHeader>) -> i64 {
-    header.expect("response header").revision()
-}
-
-async fn put(c: &mut Client, key: &str, value: &str) -> i64 {
-    let resp = c
-        .put(key, value, None)
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e}"));
-    rev(resp.header())
-}
 
 async fn delete(c: &mut Client, key: &str, opts: Option<DeleteOptions>) -> i64 {
     let resp = c
@@ -1207,35 +1191,6 @@ async fn resume_after_kill(mut cluster: Cluster) -> Cluster {
     cluster
 }
 
-/// Runs one step as a task of its own, so that a failing step is
-/// reported and the following steps still run; `None` if it failed.
-async fn step<T, F>(failures: &mut Vec<String>, name: &str, fut: F) -> Option<T>
-where
-    T: Send + 'static,
-    F: std::future::Future<Output = T> + Send + 'static,
-{
-    let started = Instant::now();
-    match tokio::spawn(fut).await {
-        Ok(v) => {
-            eprintln!("step {name}: ok in {:?}", started.elapsed());
-            Some(v)
-        }
-        Err(e) => {
-            let msg = match e.try_into_panic() {
-                Ok(p) => p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "(no message)".to_owned()),
-                Err(e) => e.to_string(),
-            };
-            eprintln!("step {name}: FAILED after {:?}: {msg}", started.elapsed());
-            failures.push(format!("{name}: {msg}"));
-            None
-        }
-    }
-}
-
 #[test]
 fn etcd_watch_semantics() {
     let started = Instant::now();
@@ -1250,11 +1205,7 @@ fn etcd_watch_semantics() {
         started.elapsed(),
         cluster.dir().display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = cluster::runtime();
     let (failures, cluster) = rt.block_on(async move {
         let leader = cluster.leader().await;
         let follower = (leader + 1) % cluster.len();
@@ -1282,11 +1233,6 @@ fn etcd_watch_semantics() {
         (failures, cluster)
     });
     eprintln!("watch steps done in {:?}", started.elapsed());
-    assert!(
-        failures.is_empty(),
-        "{} step(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_steps_passed(&failures);
     drop(cluster);
 }
