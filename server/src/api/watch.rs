@@ -147,10 +147,13 @@ impl Session {
             progress_interval,
         );
         loop {
-            if self.pump(&store).await.is_err() {
+            let Ok(behind) = self.pump(&store).await else {
                 return;
-            }
+            };
             let step = tokio::select! {
+                // Still behind: another round right away, unless a request
+                // or a signal is ready first.
+                () = std::future::ready(()), if behind => Ok(()),
                 msg = incoming.next() => match msg {
                     Some(Ok(req)) => self.handle(req, &store).await,
                     // The client closed its side or the stream broke.
@@ -272,25 +275,25 @@ impl Session {
         self.send(resp, current).await
     }
 
-    /// Sends every watcher what it has not seen up to the current
-    /// revision (in bounded reads; loops until all are caught up).
-    async fn pump(&mut self, store: &MvccStore) -> Result<(), Gone> {
-        loop {
-            let current = store.current_revision();
-            // Group the watchers that are behind by their next revision.
-            let mut groups: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-            for (id, w) in &self.watchers {
-                if w.next <= current {
-                    groups.entry(w.next).or_default().push(*id);
-                }
-            }
-            if groups.is_empty() {
-                return Ok(());
-            }
-            for (next, ids) in groups {
-                self.catch_up(store, next, &ids, current).await?;
+    /// One round of catching up: one bounded read for each group of
+    /// watchers that are behind the current revision. Returns whether
+    /// some watcher is still behind (the caller runs another round after
+    /// looking at the client's requests, so a steady stream of writes
+    /// cannot starve them).
+    async fn pump(&mut self, store: &MvccStore) -> Result<bool, Gone> {
+        let current = store.current_revision();
+        // Group the watchers that are behind by their next revision.
+        let mut groups: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (id, w) in &self.watchers {
+            if w.next <= current {
+                groups.entry(w.next).or_default().push(*id);
             }
         }
+        for (next, ids) in groups {
+            self.catch_up(store, next, &ids, current).await?;
+        }
+        let current = store.current_revision();
+        Ok(self.watchers.values().any(|w| w.next <= current))
     }
 
     /// One log read from `next` for the watchers `ids`, sent to each.
