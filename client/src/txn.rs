@@ -85,8 +85,14 @@ impl Txn {
     /// else the value at the read revision (recorded in the read set).
     pub async fn get(&self, key: impl Into<Vec<u8>>) -> Result<Option<Bytes>, tonic::Status> {
         let key = key.into();
-        if let Some(w) = self.state().writes.get(&key) {
-            return Ok(w.clone().map(Bytes::from));
+        {
+            let st = self.state();
+            if let Some(w) = st.writes.get(&key) {
+                return Ok(w.clone().map(Bytes::from));
+            }
+            if st.range_deletes.iter().any(|(k, e)| in_range(&key, k, e)) {
+                return Ok(None);
+            }
         }
         let resp = self
             .client
@@ -141,11 +147,15 @@ impl Txn {
         self.state().writes.insert(key.into(), None);
     }
 
-    /// Buffers a delete of every key in `[key, range_end)`.
+    /// Buffers a delete of every key in `[key, range_end)` (etcd's range
+    /// conventions), replacing buffered writes of keys in it. A put of a
+    /// key in the range after this is refused at commit (an etcd Txn may
+    /// not write one key twice).
     pub fn delete_range(&self, key: impl Into<Vec<u8>>, range_end: impl Into<Vec<u8>>) {
-        self.state()
-            .range_deletes
-            .push((key.into(), range_end.into()));
+        let (key, end) = (key.into(), range_end.into());
+        let mut st = self.state();
+        st.writes.retain(|k, _| !in_range(k, &key, &end));
+        st.range_deletes.push((key, end));
     }
 
     /// The commit request: the read set and the writes.
@@ -179,6 +189,16 @@ impl Txn {
             reads: st.reads.clone(),
             writes,
         }
+    }
+}
+
+/// Whether `k` is in the range `key` / `end` (etcd's conventions: empty
+/// `end` = `key` only, `"\0"` = every key from `key` on).
+fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
+    match end {
+        [] => k == key,
+        [0] => k >= key,
+        _ => k >= key && k < end,
     }
 }
 
@@ -251,7 +271,11 @@ impl Transactions {
     {
         let mut pause = self.backoff;
         let mut last = None;
-        for _ in 0..self.max_attempts {
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(self.backoff * 64);
+            }
             let txn = self.begin().await?;
             let out = match f(txn.clone()).await {
                 Ok(out) => out,
@@ -265,8 +289,6 @@ impl Transactions {
                 Err(s) if retryable(&s) => last = Some(s),
                 Err(s) => return Err(s.into()),
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(self.backoff * 64);
         }
         Err(TxnError::Conflict {
             attempts: self.max_attempts,

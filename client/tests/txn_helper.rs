@@ -105,6 +105,18 @@ fn transfers_keep_the_total_and_errors_roll_back() {
             .unwrap();
         assert_ne!(a0, 0);
 
+        // A range delete hides the keys in it from later reads, and a
+        // closure error leaves everything as it was.
+        let err = txns
+            .update(|tx| async move {
+                tx.delete_range("acct/", "acct0");
+                assert_eq!(tx.get(account(1)).await?, None);
+                Err::<(), _>(TxnError::Aborted("only looking".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TxnError::Aborted(_)));
+
         // Reads see the transaction's own writes.
         let seen = txns
             .update(|tx| async move {

@@ -156,18 +156,33 @@ impl Proposer {
         self.me
     }
 
+    /// The current leader, with its node when it is another member (only
+    /// that node is copied out of the metrics).
+    fn leader(&self) -> Option<(NodeId, Option<SettNode>)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        let node = (leader != self.me)
+            .then(|| m.membership_config.membership().get_node(&leader).cloned())
+            .flatten();
+        Some((leader, node))
+    }
+
     /// Proposes `request`: locally when this member leads, else forwarded
-    /// to the leader (answering once this member has applied it too).
-    /// Retries once per leader change, a bounded number of times.
+    /// to the leader; a forwarded write is answered once this member has
+    /// applied it too, or when `timeout` (which bounds the whole call)
+    /// runs out after the leader applied it. Retries once per leader
+    /// change, a bounded number of times.
     pub async fn write(
         &self,
         request: Request,
         timeout: Duration,
     ) -> Result<ClientWriteResponse<TypeConfig>, WriteError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut last = WriteError::NoLeader;
         for _ in 0..LEADER_CHANGE_ATTEMPTS {
-            let metrics = self.raft.metrics().borrow().clone();
-            let Some(leader) = metrics.current_leader else {
+            let Some((leader, node)) = self.leader() else {
                 return Err(WriteError::NoLeader);
             };
             if leader == self.me {
@@ -180,21 +195,16 @@ impl Proposer {
                     r => return Ok(r?),
                 }
             }
-            let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+            let Some(node) = node else {
                 return Err(WriteError::NoLeader);
             };
-            match self
-                .network
-                .forward(leader, &node.clone(), &request, timeout)
-                .await
-            {
+            match self.network.forward(leader, &node, &request, left()).await {
                 Ok(r) => {
-                    // Answer only once this member has applied the write
-                    // too, as etcd does: a read or watch that follows here
-                    // then sees it.
+                    // As etcd does, answer once this member has applied the
+                    // write too: a read or watch that follows here sees it.
                     let applied = self
                         .raft
-                        .wait(Some(timeout))
+                        .wait(Some(left()))
                         .applied_index_at_least(Some(r.log_id.index), "forwarded write")
                         .await;
                     if let Err(e) = applied {
@@ -217,16 +227,17 @@ impl Proposer {
     /// Waits until a read served from this member's state machine is
     /// linearizable (ReadIndex): the leader confirms its leadership with a
     /// quorum and names its commit index, then this member waits until it
-    /// has applied that index. `timeout` bounds each step.
+    /// has applied that index. `timeout` bounds the whole wait.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReadError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut last = ReadError::NoLeader;
         for _ in 0..LEADER_CHANGE_ATTEMPTS {
-            let metrics = self.raft.metrics().borrow().clone();
-            let Some(leader) = metrics.current_leader else {
+            let Some((leader, node)) = self.leader() else {
                 return Err(ReadError::NoLeader);
             };
             let index = if leader == self.me {
-                let checked = tokio::time::timeout(timeout, self.raft.get_read_log_id()).await;
+                let checked = tokio::time::timeout(left(), self.raft.get_read_log_id()).await;
                 match checked {
                     Err(_) => return Err(ReadError::Timeout),
                     Ok(Ok((read_log_id, _))) => read_log_id.map_or(0, |l| l.index),
@@ -240,14 +251,10 @@ impl Proposer {
                     Ok(Err(e)) => return Err(ReadError::Raft(e.to_string())),
                 }
             } else {
-                let Some(node) = metrics.membership_config.membership().get_node(&leader) else {
+                let Some(node) = node else {
                     return Err(ReadError::NoLeader);
                 };
-                match self
-                    .network
-                    .read_index(leader, &node.clone(), timeout)
-                    .await
-                {
+                match self.network.read_index(leader, &node, left()).await {
                     Ok(i) => i,
                     Err(ReadIndexError::Remote(RaftError::APIError(
                         CheckIsLeaderError::ForwardToLeader(_),
@@ -262,12 +269,9 @@ impl Proposer {
                     Err(e) => return Err(e.into()),
                 }
             };
-            if metrics.last_applied.map_or(0, |l| l.index) >= index {
-                return Ok(());
-            }
             return match self
                 .raft
-                .wait(Some(timeout))
+                .wait(Some(left()))
                 .applied_index_at_least(Some(index), "read index")
                 .await
             {

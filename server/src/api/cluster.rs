@@ -80,6 +80,16 @@ impl ClusterService {
         Ok(Some(ClusterClient::new(self.ctx.leader_channel()?)))
     }
 
+    /// Waits (bounded) for a call forwarded to the leader.
+    async fn forwarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<GrpcResponse<T>, Status>>,
+    ) -> Result<GrpcResponse<T>, Status> {
+        tokio::time::timeout(self.ctx.inner.request_timeout, call)
+            .await
+            .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
+    }
+
     /// Applies a membership change on the leader.
     async fn change(&self, change: ChangeMembers<NodeId, SettNode>) -> Result<(), Status> {
         let timeout = self.ctx.inner.request_timeout;
@@ -89,7 +99,13 @@ impl ClusterService {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(openraft::error::RaftError::APIError(
                 openraft::error::ClientWriteError::ChangeMembershipError(e),
-            ))) => Err(Status::failed_precondition(format!("etcdserver: {e}"))),
+            ))) => {
+                // Another change in flight, or a change openraft finds
+                // unsafe now: etcd's answer for a change it cannot make
+                // safely at the moment.
+                tracing::info!("membership change refused: {e}");
+                Err(EtcdError::UNHEALTHY_CLUSTER.to_status())
+            }
             Ok(Err(e)) => Err(super::raft_status(&e)),
         }
     }
@@ -125,7 +141,7 @@ impl Cluster for ClusterService {
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
-            return leader.member_add(fwd).await;
+            return self.forwarded(leader.member_add(fwd)).await;
         }
         let req = request.into_inner();
         let urls = peer_urls(&req.peer_ur_ls)?;
@@ -178,7 +194,7 @@ impl Cluster for ClusterService {
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
-            return leader.member_remove(fwd).await;
+            return self.forwarded(leader.member_remove(fwd)).await;
         }
         let id = request.into_inner().id;
         let (_, voter) = self.node(id)?;
@@ -204,7 +220,7 @@ impl Cluster for ClusterService {
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
-            return leader.member_update(fwd).await;
+            return self.forwarded(leader.member_update(fwd)).await;
         }
         let req = request.into_inner();
         let urls = peer_urls(&req.peer_ur_ls)?;
@@ -256,7 +272,7 @@ impl Cluster for ClusterService {
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
-            return leader.member_promote(fwd).await;
+            return self.forwarded(leader.member_promote(fwd)).await;
         }
         let id = request.into_inner().id;
         let (_, voter) = self.node(id)?;

@@ -101,6 +101,18 @@ impl LeaseClock {
             .insert(id, now + ttl_duration(ttl));
     }
 
+    /// Restarts lease `id`'s full TTL unless it is already past its
+    /// deadline (its revoke is on its way: a keep-alive must not revive
+    /// it, as etcd's lessor refuses it too). Whether it was renewed.
+    fn renew_if_live(&self, id: i64, ttl: i64, now: Instant) -> bool {
+        let mut st = self.state.lock();
+        if st.deadlines.get(&id).is_some_and(|d| *d <= now) {
+            return false;
+        }
+        st.deadlines.insert(id, now + ttl_duration(ttl));
+        true
+    }
+
     /// Time left on lease `id`, if the leader tracks it.
     fn remaining(&self, id: i64, now: Instant) -> Option<Duration> {
         self.state
@@ -143,11 +155,6 @@ impl LeaseService {
         }
     }
 
-    fn is_leader(&self) -> bool {
-        let m = self.ctx.proposer().raft().metrics().borrow().clone();
-        m.current_leader == Some(self.ctx.proposer().member_id())
-    }
-
     /// A client of the leader's Lease service, for forwarding.
     fn leader_client(&self) -> Result<LeaseClient<Channel>, Status> {
         Ok(LeaseClient::new(self.ctx.leader_channel()?))
@@ -156,15 +163,21 @@ impl LeaseService {
     /// Renews lease `id` on the leader; the TTL granted, 0 for an unknown
     /// lease (etcd's answer).
     async fn keep_alive_once(&self, id: i64, forwarded: bool) -> Result<i64, Status> {
-        if self.is_leader() {
+        if self.ctx.is_leader() {
             let store = self.ctx.store();
             let lease = store.lease(id).map_err(|e| e.to_status())?;
             return Ok(match lease {
-                Some(l) => {
-                    self.ctx.inner.leases.renew(id, l.ttl_secs, Instant::now());
+                Some(l)
+                    if self
+                        .ctx
+                        .inner
+                        .leases
+                        .renew_if_live(id, l.ttl_secs, Instant::now()) =>
+                {
                     l.ttl_secs
                 }
-                None => 0,
+                // Unknown, or expired and being revoked: etcd answers 0.
+                _ => 0,
             });
         }
         if forwarded {
@@ -247,7 +260,7 @@ impl Lease for LeaseService {
             .ctx
             .propose(Request::LeaseGrant(req.encode_to_vec()))
             .await?;
-        if self.is_leader() {
+        if self.ctx.is_leader() {
             self.ctx
                 .inner
                 .leases
@@ -309,7 +322,7 @@ impl Lease for LeaseService {
     ) -> Result<GrpcResponse<LeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
         let req = request.into_inner();
-        if !self.is_leader() {
+        if !self.ctx.is_leader() {
             if forwarded {
                 return Err(EtcdError::LEADER_CHANGED.to_status());
             }
@@ -417,5 +430,18 @@ mod tests {
             .sync(Some(2), &[], t0 + Duration::from_secs(72))
             .is_empty());
         assert_eq!(clock.remaining(1, t0), None);
+    }
+
+    #[test]
+    fn an_expired_lease_is_not_revived() {
+        let clock = LeaseClock::default();
+        let t0 = Instant::now();
+        assert!(clock.sync(Some(1), &[(1, 5)], t0).is_empty());
+        assert!(clock.renew_if_live(1, 5, t0 + Duration::from_secs(4)));
+        assert!(!clock.renew_if_live(1, 5, t0 + Duration::from_secs(10)));
+        assert_eq!(
+            clock.sync(Some(1), &[(1, 5)], t0 + Duration::from_secs(10)),
+            [1]
+        );
     }
 }

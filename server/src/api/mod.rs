@@ -44,6 +44,8 @@ use tonic::Status;
 /// Room for gRPC framing above `--max-request-bytes` in a received
 /// message, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// Room given to the proposer's own deadline before the edge gives up.
+const TIMEOUT_SLACK: Duration = Duration::from_secs(1);
 /// The part of the request timeout that does not scale with the election
 /// timeout (etcd: 5 s + 2 × election timeout).
 const REQUEST_TIMEOUT_BASE: Duration = Duration::from_secs(5);
@@ -208,10 +210,15 @@ impl ApiContext {
     /// the state machine wrote it.
     async fn propose_plain<T: Message + Default>(&self, request: Request) -> Result<T, Status> {
         let timeout = self.inner.request_timeout;
-        let written = tokio::time::timeout(timeout, self.proposer().write(request, timeout))
-            .await
-            .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
-            .map_err(write_status)?;
+        // The proposer bounds each step by `timeout`; the outer bound (with
+        // slack) only catches a local proposal that never completes.
+        let written = tokio::time::timeout(
+            timeout + TIMEOUT_SLACK,
+            self.proposer().write(request, timeout),
+        )
+        .await
+        .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
+        .map_err(write_status)?;
         match written.data {
             Response::Encoded(bytes) => T::decode(bytes.as_slice())
                 .map_err(|e| Status::internal(format!("undecodable applied response: {e}"))),
@@ -275,22 +282,24 @@ impl ApiContext {
 
     /// Whether this member leads.
     fn is_leader(&self) -> bool {
-        let m = self.proposer().raft().metrics().borrow().clone();
-        m.current_leader == Some(self.proposer().member_id())
+        let leader = self.proposer().raft().metrics().borrow().current_leader;
+        leader == Some(self.proposer().member_id())
     }
 
     /// A channel to the leader's first client URL (from the membership).
     fn leader_channel(&self) -> Result<tonic::transport::Channel, Status> {
-        let m = self.proposer().raft().metrics().borrow().clone();
-        let leader = m
-            .current_leader
-            .ok_or_else(|| EtcdError::NO_LEADER.to_status())?;
-        let url = m
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .and_then(|n| n.client_urls.first().cloned())
-            .ok_or_else(|| EtcdError::LEADER_CHANGED.to_status())?;
+        let url = {
+            let m = self.proposer().raft().metrics();
+            let m = m.borrow();
+            let leader = m
+                .current_leader
+                .ok_or_else(|| EtcdError::NO_LEADER.to_status())?;
+            m.membership_config
+                .membership()
+                .get_node(&leader)
+                .and_then(|n| n.client_urls.first().cloned())
+                .ok_or_else(|| EtcdError::LEADER_CHANGED.to_status())?
+        };
         let mut channels = self.inner.channels.lock();
         if let Some(c) = channels.get(&url) {
             return Ok(c.clone());
@@ -306,10 +315,13 @@ impl ApiContext {
     /// Waits until a read from this member's store is linearizable.
     async fn read_barrier(&self) -> Result<(), Status> {
         let timeout = self.inner.request_timeout;
-        tokio::time::timeout(timeout, self.proposer().read_barrier(timeout))
-            .await
-            .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
-            .map_err(read_status)
+        tokio::time::timeout(
+            timeout + TIMEOUT_SLACK,
+            self.proposer().read_barrier(timeout),
+        )
+        .await
+        .map_err(|_| EtcdError::REQUEST_TIMEOUT.to_status())?
+        .map_err(read_status)
     }
 
     /// Runs a read on the live store, once more on the new store if a

@@ -49,12 +49,12 @@ impl NativeService {
     }
 
     fn header(&self, revision: i64) -> Option<ResponseHeader> {
-        let m = self.ctx.proposer().raft().metrics().borrow().clone();
+        let raft_term = self.ctx.proposer().raft().metrics().borrow().current_term;
         Some(ResponseHeader {
             cluster_id: self.ctx.inner.cluster_id,
             member_id: self.ctx.proposer().member_id(),
             revision,
-            raft_term: m.current_term,
+            raft_term,
         })
     }
 }
@@ -66,6 +66,22 @@ fn read_revision(txn: Option<&TxnHandle>) -> Result<i64, Status> {
         _ => Err(Status::invalid_argument(
             "sett: a transaction handle from Begin is required",
         )),
+    }
+}
+
+impl NativeService {
+    /// Waits (bounded) until this member's store has reached `rev`: a
+    /// handle from a member further ahead may be read on one still
+    /// applying.
+    async fn reach(&self, rev: i64) {
+        let mut revisions = self.ctx.store().subscribe();
+        // On timeout, or when the store was replaced meanwhile, the read
+        // itself answers (future revision, or from the new store).
+        let _ = tokio::time::timeout(
+            self.ctx.inner.request_timeout,
+            revisions.wait_for(|r| *r >= rev),
+        )
+        .await;
     }
 }
 
@@ -131,6 +147,7 @@ impl Sett for NativeService {
         if req.key.is_empty() {
             return Err(EtcdError::EMPTY_KEY.to_status());
         }
+        self.reach(rev).await;
         let range = EtcdRange {
             key: req.key,
             revision: rev,
@@ -153,6 +170,7 @@ impl Sett for NativeService {
         if req.key.is_empty() {
             return Err(EtcdError::EMPTY_KEY.to_status());
         }
+        self.reach(rev).await;
         let (sort_order, sort_target) = if req.reverse {
             (SortOrder::Descend as i32, SortTarget::Key as i32)
         } else {

@@ -7,8 +7,8 @@
 //! it), the session reads the event log from `next` — O(events since
 //! `next`), never a scan of the keys — and sends what matches. Watchers
 //! with the same `next` share one read of the log. A read returns at most
-//! [`EVENTS_PER_READ`] events (whole revisions), so a watcher far behind
-//! catches up in bounded steps.
+//! [`EVENTS_PER_READ`] matching events (whole revisions), and the session
+//! looks at its client's requests between two rounds of reads.
 //!
 //! Flow control is the gRPC stream's: responses go through a bounded
 //! queue, and a session whose client reads slowly waits on it. Writers
@@ -24,7 +24,9 @@
 //! with a created and cancelled response carrying the reason and
 //! `watch_id` -1; a zero `watch_id` gets the
 //! stream's next free id (starting at 0); a progress request is answered
-//! with `watch_id` -1 and the current revision; `fragment` splits a
+//! with `watch_id` -1 and the revision every watcher of the stream has
+//! been sent up to (the current one once all are caught up); `fragment`
+//! splits a
 //! response larger than the request size limit holding several events.
 
 use super::ApiContext;
@@ -46,6 +48,8 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming}
 /// Most events one log read returns (it never splits a revision, so it
 /// may return more).
 pub(crate) const EVENTS_PER_READ: usize = 1000;
+/// Pause before reading again when a snapshot install closed the store.
+const STORE_SWITCH_PAUSE: Duration = Duration::from_millis(10);
 /// Responses queued towards one client before the session waits.
 const OUT_QUEUE: usize = 128;
 /// The `watch_id` of a progress response to a progress request.
@@ -159,18 +163,9 @@ impl Session {
                     // The client closed its side or the stream broke.
                     Some(Err(_)) | None => Err(Gone),
                 },
-                changed = revisions.changed() => {
-                    if changed.is_err() {
-                        // The store was replaced (snapshot install): wait
-                        // for the new one.
-                        if stores.changed().await.is_err() {
-                            return;
-                        }
-                        store = stores.borrow_and_update().clone();
-                        revisions = store.subscribe();
-                    }
-                    Ok(())
-                }
+                // The session holds the store, so its sender outlives this
+                // receiver: only a new revision wakes this branch.
+                _ = revisions.changed() => Ok(()),
                 changed = stores.changed() => {
                     if changed.is_err() {
                         return;
@@ -210,11 +205,20 @@ impl Session {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
+                // The revision every watcher of the stream has been sent
+                // up to: a client takes it as "all events up to here
+                // delivered", so it may not run ahead of the slowest one.
+                let revision = self
+                    .watchers
+                    .values()
+                    .map(|w| w.next - 1)
+                    .min()
+                    .map_or(current, |r| r.min(current));
                 let resp = WatchResponse {
                     watch_id: PROGRESS_WATCH_ID,
                     ..WatchResponse::default()
                 };
-                self.send(resp, current).await
+                self.send(resp, revision).await
             }
             None => Ok(()),
         }
@@ -328,9 +332,15 @@ impl Session {
                 }
                 return Ok(());
             }
+            Err(MvccError::Storage(sett_engine::Error::Closed)) => {
+                // A snapshot install closed this store; the new one is
+                // announced in a moment and the loop switches to it.
+                tokio::time::sleep(STORE_SWITCH_PAUSE).await;
+                return Ok(());
+            }
             Err(e) => {
-                // The store failed or closed under us (snapshot install):
-                // end the stream; the client reconnects and resumes.
+                // The store failed: end the stream; the client reconnects
+                // and resumes.
                 tracing::warn!("watch read failed: {e}");
                 let _ = self.out.send(Err(e.to_status())).await;
                 return Err(Gone);

@@ -87,6 +87,9 @@ impl EtcdError {
         tonic::Code::ResourceExhausted,
         "etcdserver: mvcc: database space exceeded",
     );
+    /// A membership change that cannot be made safely now.
+    pub const UNHEALTHY_CLUSTER: EtcdError =
+        EtcdError::new(tonic::Code::Unavailable, "etcdserver: unhealthy cluster");
     /// MemberAdd of a member whose id is taken.
     pub const MEMBER_EXISTS: EtcdError = EtcdError::new(
         tonic::Code::FailedPrecondition,

@@ -33,8 +33,8 @@
 //! # Alarms
 //!
 //! `Alarm` entries raise or clear an alarm of one member. While any
-//! member's NOSPACE alarm is raised, Put, Txn with a put and LeaseGrant are
-//! refused with etcd's `database space exceeded` (ResourceExhausted);
+//! member's NOSPACE alarm is raised, Put, Txn with a put, LeaseGrant and
+//! native commits with writes are refused with etcd's `database space exceeded` (ResourceExhausted);
 //! deletes, compaction and lease revokes, which free space, still apply.
 //!
 //! # Durability
@@ -299,7 +299,10 @@ fn apply_request(
 /// Whether `req` may grow the database (refused under NOSPACE).
 fn takes_space(req: &Request) -> bool {
     match req {
-        Request::Put(_) | Request::LeaseGrant(_) | Request::NativeCommit(_) => true,
+        Request::Put(_) | Request::LeaseGrant(_) => true,
+        Request::NativeCommit(b) => {
+            CommitRequest::decode(b.as_slice()).map_or(true, |c| !c.writes.is_empty())
+        }
         Request::Txn(b) => TxnRequest::decode(b.as_slice()).map_or(true, |t| txn_has_put(&t)),
         _ => false,
     }
