@@ -5,7 +5,7 @@
 //! consistent snapshot.
 
 use sett_client::{Transactions, TxnError};
-use sett_server::testing::SingleMember;
+use sett_server::testing::{runtime, SingleMember};
 
 const ACCOUNTS: usize = 5;
 const WORKERS: usize = 4;
@@ -22,11 +22,7 @@ fn number(v: Option<bytes::Bytes>) -> i64 {
 
 #[test]
 fn transfers_keep_the_total_and_errors_roll_back() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let one = SingleMember::start().await.unwrap();
         let txns = Transactions::new(one.channel().await);

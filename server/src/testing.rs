@@ -7,6 +7,16 @@ use crate::node::{bind, Node, NodeError};
 use crate::raft::MvccApplier;
 use std::time::Duration;
 
+/// The runtime the tests run a cluster in: two worker threads (the
+/// machines this runs on have two cores), timers and I/O enabled.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("Tokio runtime")
+}
+
 /// Bound on waiting for the member to elect itself.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 

@@ -13,21 +13,13 @@ use sett_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmType, CompactionRequest, DeleteRangeRequest, PutRequest,
     RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
-use sett_server::testing::SingleMember;
+use sett_server::testing::{runtime, SingleMember};
 use std::time::Duration;
 
 const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 const QUOTA: u64 = 256 * 1024;
 const VALUE: usize = 16 * 1024;
 const WAIT: Duration = Duration::from_secs(30);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn put(key: &str, len: usize) -> PutRequest {
     PutRequest {

@@ -13,7 +13,7 @@ use sett_proto::sett::v1::{
     BeginRequest, CommitRequest, ErrorDetail, ErrorReason, GetRequest, KeyRange, Put, RangeRequest,
     TxnHandle, Write,
 };
-use sett_server::testing::SingleMember;
+use sett_server::testing::{runtime, SingleMember};
 use tonic::transport::Channel;
 
 fn put(key: &str, value: &str) -> Write {
@@ -63,11 +63,7 @@ fn detail(status: &tonic::Status) -> ErrorDetail {
 
 #[test]
 fn native_transactions_commit_abort_and_keep_invariants() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let one = SingleMember::start().await.unwrap();
         let channel = one.channel().await;

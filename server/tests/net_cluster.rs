@@ -13,6 +13,7 @@ use sett_server::network::ForwardError;
 use sett_server::node::{bind, Node};
 use sett_server::raft::types::{SnapshotMeta, Vote};
 use sett_server::raft::{KvApplier, NodeId, Request};
+use sett_server::testing::runtime;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -74,11 +75,7 @@ async fn applied(m: &Member, index: u64) {
 fn grpc_cluster_replicates_forwards_snapshots_and_restarts() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let dir4 = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let listeners: Vec<_> = (0..3)
             .map(|_| bind("127.0.0.1:0".parse().unwrap()).unwrap())

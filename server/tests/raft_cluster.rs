@@ -10,6 +10,7 @@ use prost::Message;
 use sett_proto::etcdserverpb::PutRequest;
 use sett_server::raft::types::Raft;
 use sett_server::raft::{KvApplier, LogStore, NodeId, Request, SettNode, StateMachineStore};
+use sett_server::testing::runtime;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -78,11 +79,7 @@ const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 #[test]
 fn cluster_replicates_snapshots_and_restarts() {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let router = Router::default();
         for id in 1..=3 {
