@@ -5,7 +5,6 @@
 //! handle from `begin_receiving_snapshot`, as the gRPC transport will), and
 //! a restarted member recovers its state from disk.
 
-use openraft::{Config, SnapshotPolicy};
 use prost::Message;
 use sett_proto::etcdserverpb::PutRequest;
 use sett_server::raft::types::Raft;
@@ -13,28 +12,14 @@ use sett_server::raft::{KvApplier, LogStore, NodeId, Request, SettNode, StateMac
 use sett_server::testing::runtime;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
 
-use common::{node, Router as Net};
+use common::{config, node, Router as Net};
 
 /// The in-memory network of members holding a `KvApplier`.
 type Router = Net<KvApplier>;
-
-fn config() -> Arc<Config> {
-    let c = Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(40),
-        max_in_snapshot_log_to_keep: 0,
-        purge_batch_size: 1,
-        ..Config::default()
-    };
-    Arc::new(c.validate().expect("valid config"))
-}
 
 async fn start(router: &Router, id: NodeId, dir: &Path) -> Raft {
     let log = LogStore::open(dir.join("raft")).unwrap();

@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::node;
+use common::{config, node};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{CommittedLeaderId, Config, EntryPayload, SnapshotPolicy};
+use openraft::{CommittedLeaderId, EntryPayload};
 use prost::Message;
 use sett_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use sett_proto::etcdserverpb::request_op::Request as Op;
@@ -480,19 +480,6 @@ type Router = common::Router<MvccApplier>;
 /// The store of member `id`.
 fn store(router: &Router, id: NodeId) -> Arc<MvccStore> {
     router.nodes.lock().get(&id).unwrap().1.store()
-}
-
-fn config() -> Arc<Config> {
-    let c = Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(40),
-        max_in_snapshot_log_to_keep: 0,
-        purge_batch_size: 1,
-        ..Config::default()
-    };
-    Arc::new(c.validate().expect("valid config"))
 }
 
 async fn start(router: &Router, id: NodeId, dir: &Path) -> Raft {

@@ -185,11 +185,13 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// Runs one request on `store` with `meta`.
+/// Runs one request on `store` with `meta`; `nospace` says whether a
+/// NOSPACE alarm is raised (requests that grow the database are refused).
 fn apply_request(
     store: &MvccStore,
     req: &Request,
     meta: &[(&[u8], &[u8])],
+    nospace: bool,
 ) -> Result<Outcome, StoreError> {
     macro_rules! decode_or_refuse {
         ($ty:ty, $bytes:expr, $what:literal) => {
@@ -199,22 +201,16 @@ fn apply_request(
             }
         };
     }
-    if takes_space(req)
-        && alarms(store)?
-            .iter()
-            .any(|a| a.alarm == AlarmType::Nospace as i32)
-    {
-        return Ok(refused(
-            FailureKind::ResourceExhausted,
-            EtcdError::NO_SPACE.message,
-        ));
-    }
+    let no_space = || refused(FailureKind::ResourceExhausted, EtcdError::NO_SPACE.message);
     match req {
         Request::Alarm(b) => {
             let r = decode_or_refuse!(AlarmRequest, b, "AlarmRequest");
             apply_alarm(store, &r, meta)
         }
         Request::Put(b) => {
+            if nospace {
+                return Ok(no_space());
+            }
             let r = decode_or_refuse!(PutRequest, b, "PutRequest");
             outcome(store.put(&r, meta))
         }
@@ -224,6 +220,9 @@ fn apply_request(
         }
         Request::Txn(b) => {
             let r = decode_or_refuse!(TxnRequest, b, "TxnRequest");
+            if nospace && txn_has_put(&r) {
+                return Ok(no_space());
+            }
             outcome(store.txn(&r, meta))
         }
         Request::Compact(b) => {
@@ -231,6 +230,9 @@ fn apply_request(
             outcome(store.compact(&r, meta))
         }
         Request::LeaseGrant(b) => {
+            if nospace {
+                return Ok(no_space());
+            }
             let r = decode_or_refuse!(LeaseGrantRequest, b, "LeaseGrantRequest");
             if r.id <= 0 {
                 // The proposer must choose a positive ID; refusing keeps a
@@ -261,6 +263,9 @@ fn apply_request(
         }
         Request::NativeCommit(b) => {
             let r = decode_or_refuse!(CommitRequest, b, "CommitRequest");
+            if nospace && !r.writes.is_empty() {
+                return Ok(no_space());
+            }
             let before = store.current_revision();
             match store.native_commit(&r, meta) {
                 Ok(NativeCommitOutcome::Committed { revision }) => {
@@ -296,18 +301,6 @@ fn apply_request(
     }
 }
 
-/// Whether `req` may grow the database (refused under NOSPACE).
-fn takes_space(req: &Request) -> bool {
-    match req {
-        Request::Put(_) | Request::LeaseGrant(_) => true,
-        Request::NativeCommit(b) => {
-            CommitRequest::decode(b.as_slice()).map_or(true, |c| !c.writes.is_empty())
-        }
-        Request::Txn(b) => TxnRequest::decode(b.as_slice()).map_or(true, |t| txn_has_put(&t)),
-        _ => false,
-    }
-}
-
 /// Whether a txn holds a put in any branch (nested txns included).
 pub fn txn_has_put(t: &TxnRequest) -> bool {
     use sett_proto::etcdserverpb::request_op::Request as Op;
@@ -329,6 +322,13 @@ pub fn alarms(store: &MvccStore) -> Result<Vec<AlarmMember>, StoreError> {
             .alarms),
         None => Ok(Vec::new()),
     }
+}
+
+/// Whether a NOSPACE alarm is raised in `store`.
+fn nospace_raised(store: &MvccStore) -> Result<bool, StoreError> {
+    Ok(alarms(store)?
+        .iter()
+        .any(|a| a.alarm == AlarmType::Nospace as i32))
 }
 
 /// Raises or clears one alarm, recorded with `meta`; the answer lists the
@@ -474,6 +474,8 @@ impl Applier for MvccApplier {
         // change not yet recorded.
         let mut unrecorded: Option<LogId> = None;
         let mut membership: Option<StoredMembership> = None;
+        // Read once per batch; only an Alarm entry changes it.
+        let mut nospace = nospace_raised(store)?;
         for entry in entries {
             let log_id = entry.log_id;
             let resp = match entry.payload {
@@ -493,7 +495,11 @@ impl Applier for MvccApplier {
                     if let Some(m) = &mem {
                         meta.push((META_MEMBERSHIP, m));
                     }
-                    match apply_request(store, &req, &meta)? {
+                    let outcome = apply_request(store, &req, &meta, nospace)?;
+                    if matches!(req, Request::Alarm(_)) {
+                        nospace = nospace_raised(store)?;
+                    }
+                    match outcome {
                         Outcome::Applied(bytes) => {
                             unrecorded = None;
                             membership = None;

@@ -11,6 +11,7 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
+use openraft::{Config, SnapshotPolicy};
 use parking_lot::Mutex;
 use sett_server::raft::types::{Raft, Snapshot, Vote};
 use sett_server::raft::{NodeId, SettNode, TypeConfig};
@@ -20,6 +21,22 @@ use std::sync::Arc;
 
 /// A running member: its Raft handle and its state.
 pub type Member<A> = (Raft, Arc<A>);
+
+/// The Raft configuration of the in-memory test clusters: fast elections,
+/// a snapshot every 40 entries and no log kept behind it (so a member that
+/// falls behind catches up by snapshot).
+pub fn config() -> Arc<Config> {
+    let c = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(40),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..Config::default()
+    };
+    Arc::new(c.validate().expect("valid config"))
+}
 
 /// The members reachable through the network, by id.
 pub struct Router<A> {
