@@ -9,6 +9,7 @@
 //! settctl engine gc      --dir DIR [--ratio 0.5]
 //! settctl snapshot status FILE
 //! settctl snapshot restore FILE --name N --data-dir DIR --initial-cluster ... [sett flags]
+//! settctl bench put|range|txn-put|txn-mixed|watch-latency|native-txn [options]
 //! ```
 //!
 //! The `engine` tools work on a database directory directly (the process
@@ -17,18 +18,69 @@
 //! readers). Errors go to stderr with exit code 1; progress bars go to
 //! stderr when it is a terminal.
 
+mod bench;
 mod engine;
 mod progress;
 mod snapshot;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "settctl", version, about = "Command-line tool for sett")]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options every command that talks to a cluster shares (etcdctl's
+/// global flags).
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Comma-separated client URLs (`http://host:port` or `host:port`).
+    #[arg(
+        long,
+        global = true,
+        env = "SETT_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+    /// Output format: simple, json or table.
+    #[arg(short = 'w', long = "write-out", global = true, default_value = "simple")]
+    pub write_out: String,
+    /// Time allowed to connect.
+    #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
+    pub dial_timeout: Duration,
+    /// Time allowed for one command (not for watch, keep-alive or bench).
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub command_timeout: Duration,
+}
+
+/// Parses `500ms`, `2s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +92,8 @@ enum Command {
     /// Snapshot files saved from a running cluster: status, restore.
     #[command(subcommand)]
     Snapshot(Box<snapshot::SnapshotCommand>),
+    /// Load generator for etcd v3 API clusters (sett or etcd).
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Engine(cmd) => engine::run(cmd),
         Command::Snapshot(cmd) => snapshot::run(*cmd),
+        Command::Bench(args) => bench::run(&cli.global, *args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
