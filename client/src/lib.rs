@@ -1,14 +1,80 @@
-//! Client library for sett.
+//! Client library for sett (and any etcd v3 cluster).
 //!
-//! - [`txn`]: interactive serializable transactions over the native
-//!   `sett.v1` service, with a closure helper that retries on conflict.
+//! [`Client::connect`] takes the cluster's client URLs and
+//! [`ConnectOptions`]; the handles it gives out share its channels and
+//! are cheap to clone:
 //!
-//! The etcd-compatible services (KV, Watch, Lease, Cluster, Maintenance)
-//! work with any etcd v3 client library, e.g. the `etcd-client` crate.
+//! | handle | module | offers |
+//! |---|---|---|
+//! | [`Client::kv`] | [`kv`] | get/range with every `RangeRequest` option, put, delete, transactions ([`kv::TxnBuilder`], [`kv::Compare`], [`kv::Op`]), compaction |
+//! | [`Client::watch`] | [`watch`] | watches that resume after a broken stream without losing or repeating a revision |
+//! | [`Client::lease`] | [`lease`] | grant, revoke, time-to-live, listing, one renewal, and [`LeaseKeeper`] renewing in the background |
+//! | [`Client::cluster`] | [`cluster`] | member list, add, remove, update, promote |
+//! | [`Client::maintenance`] | [`maintenance`] | per-member status, hash and defragmentation, snapshots, alarms |
+//! | [`Client::transactions`] | [`txn`] | interactive serializable transactions over the native `sett.v1` service, with a closure helper that retries on conflict |
+//!
+//! The client finds the leader (`Maintenance.Status` and
+//! `Cluster.MemberList`) and sends mutations there; reads rotate over the
+//! endpoints. Calls that fail transiently (`Unavailable`: no leader, a
+//! leader change, a member down) are retried with capped exponential
+//! backoff after looking the leader up again; [`RetryOptions`] says which
+//! failures are retried for mutations and the at-least-once caveat that
+//! comes with it. Answers are the protobuf responses, re-exported as
+//! [`etcdserverpb`] and [`mvccpb`]. Every failure is an [`Error`].
+//!
+//! ```no_run
+//! use sett_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
+//!
+//! # async fn example() -> Result<(), sett_client::Error> {
+//! let client = Client::connect(
+//!     ["127.0.0.1:2379", "127.0.0.1:22379"],
+//!     ConnectOptions::default(),
+//! )
+//! .await?;
+//! let kv = client.kv();
+//! kv.put("app/greeting", "hello", PutOptions::new()).await?;
+//! let resp = kv.get("app/", GetOptions::new().with_prefix()).await?;
+//! assert_eq!(resp.kvs.len(), 1);
+//!
+//! let mut watch = client
+//!     .watch()
+//!     .watch("app/", WatchOptions::new().with_prefix())
+//!     .await?;
+//! kv.put("app/greeting", "hi", PutOptions::new()).await?;
+//! if let Some(events) = watch.next_events().await? {
+//!     println!("{} event(s)", events.len());
+//! }
+//!
+//! let lease = client.lease().grant(10, 0).await?;
+//! let keeper = client.lease().keep_alive(lease.id).await?;
+//! assert!(keeper.ttl() > 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`connect`] (a plain tonic channel balanced over endpoints) remains for
+//! callers that drive the generated clients themselves.
 
+mod client;
+pub mod cluster;
+mod error;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+mod options;
+mod retry;
 pub mod txn;
+pub mod watch;
 
+pub use client::Client;
+pub use error::Error;
+pub use kv::{DeleteOptions, GetOptions, Kv, PutOptions, TxnBuilder};
+pub use lease::{Lease, LeaseKeeper};
+pub use maintenance::{Maintenance, SnapshotStream};
+pub use options::{ConnectOptions, RetryOptions, TlsOptions};
+pub use sett_proto::{etcdserverpb, mvccpb};
 pub use txn::{Transactions, Txn, TxnError};
+pub use watch::{Watch, WatchOptions, WatchStream};
 
 /// Connects a channel to `endpoints` (`http://host:port`), balancing
 /// calls over them.
