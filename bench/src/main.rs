@@ -5,12 +5,15 @@
 //! sett-bench engine [--engines sett,rocksdb,fjall,redb]
 //!                   [--workloads load-1k,load-128,read-random,scan,durable,gc]
 //!                   [--scale F] [--json] [--dir PATH]
+//! sett-bench cluster [--systems etcd,sett] [--workloads put,put-1,...]
+//!                    [--scale F] [--json] [--dir PATH]
 //! ```
 //!
 //! Without `--json` the tables go to stdout; with it, stdout carries one
 //! JSON object per line and the tables go to stderr. Progress always goes
 //! to stderr.
 
+mod cluster;
 mod data;
 mod engine;
 mod engines;
@@ -47,6 +50,9 @@ enum Command {
     /// sett alone: parallel snapshot export and stream-writer ingest on a
     /// ~1 GiB database.
     Stream(stream_bench::StreamBenchArgs),
+    /// Three-member clusters: etcd 3.4 vs sett under the same
+    /// `settctl bench` loads, one system at a time.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +116,7 @@ fn main() -> Result<()> {
         Command::Engine(args) => run_engines(args),
         Command::Threshold(args) => run_threshold(args),
         Command::Stream(args) => stream_bench::run(args),
+        Command::Cluster(args) => cluster::run(args),
     }
 }
 
