@@ -141,6 +141,8 @@ impl Watch {
             conn: None,
             next_endpoint: 0,
             done: false,
+            resumes: 0,
+            conn_opened: false,
         };
         stream.reconnect().await?;
         Ok(stream)
@@ -170,6 +172,10 @@ pub struct WatchStream {
     next_endpoint: usize,
     /// Cancelled, or failed for good.
     done: bool,
+    /// Streams opened after the first one.
+    resumes: u64,
+    /// Whether a stream was ever opened.
+    conn_opened: bool,
 }
 
 /// Whether a failed watch call is worth another stream.
@@ -191,6 +197,11 @@ impl WatchStream {
     /// watch gets a new one).
     pub fn watch_id(&self) -> i64 {
         self.conn.as_ref().map_or(-1, |c| c.watch_id)
+    }
+
+    /// How many times the watch was resumed on a new stream.
+    pub fn resumes(&self) -> u64 {
+        self.resumes
     }
 
     /// The highest event revision delivered so far (0: none yet).
@@ -356,6 +367,10 @@ impl WatchStream {
             let open = self.open(i, create);
             let err = match tokio::time::timeout(opts.request_timeout, open).await {
                 Ok(Ok(conn)) => {
+                    if self.conn_opened {
+                        self.resumes += 1;
+                    }
+                    self.conn_opened = true;
                     self.conn = Some(conn);
                     return Ok(());
                 }
