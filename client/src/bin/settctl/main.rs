@@ -10,6 +10,12 @@
 //! settctl snapshot status FILE
 //! settctl snapshot restore FILE --name N --data-dir DIR --initial-cluster ... [sett flags]
 //! settctl bench put|range|txn-put|txn-mixed|watch-latency|native-txn [options]
+//!
+//! settctl [--endpoints=H:P,...] [-w simple|json|table] COMMAND   (etcdctl 3.4's syntax)
+//!   put KEY [VALUE] | get KEY [END] | del KEY [END] | txn [-i] | watch KEY [END]
+//!   lease grant|revoke|timetolive|list|keep-alive | member list|add|remove|promote
+//!   endpoint status|health [--cluster] | snapshot save FILE
+//!   compaction REV [--physical] | defrag | alarm list|disarm
 //! ```
 //!
 //! The `engine` tools work on a database directory directly (the process
@@ -19,9 +25,18 @@
 //! stderr when it is a terminal.
 
 mod bench;
+mod conn;
+mod endpoint;
 mod engine;
+mod kv;
+mod lease;
+mod maint;
+mod member;
+mod output;
 mod progress;
 mod snapshot;
+mod txn_cmd;
+mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,7 +65,12 @@ pub struct Global {
     )]
     pub endpoints: Vec<String>,
     /// Output format: simple, json or table.
-    #[arg(short = 'w', long = "write-out", global = true, default_value = "simple")]
+    #[arg(
+        short = 'w',
+        long = "write-out",
+        global = true,
+        default_value = "simple"
+    )]
     pub write_out: String,
     /// Time allowed to connect.
     #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
@@ -67,9 +87,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}"))?;
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -89,19 +107,71 @@ enum Command {
     /// restore, stream, gc.
     #[command(subcommand)]
     Engine(engine::EngineCommand),
-    /// Snapshot files saved from a running cluster: status, restore.
+    /// Snapshot files of a running cluster: save, status, restore.
     #[command(subcommand)]
     Snapshot(Box<snapshot::SnapshotCommand>),
     /// Load generator for etcd v3 API clusters (sett or etcd).
     Bench(Box<bench::BenchArgs>),
+    /// Puts the given key into the store.
+    Put(kv::PutArgs),
+    /// Gets the key or a range of keys.
+    Get(kv::GetArgs),
+    /// Removes the specified key or range of keys [key, range_end).
+    Del(kv::DelArgs),
+    /// Txn processes all the requests in one transaction.
+    Txn(txn_cmd::TxnArgs),
+    /// Watches events stream on keys or prefixes.
+    Watch(watch::WatchArgs),
+    /// Lease related commands.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Membership related commands.
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// Endpoint related commands.
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCommand),
+    /// Compacts the event history in etcd.
+    Compaction(kv::CompactionArgs),
+    /// Defragments the storage of the etcd members with given endpoints.
+    Defrag(maint::DefragArgs),
+    /// Alarm related commands.
+    #[command(subcommand)]
+    Alarm(maint::AlarmCommand),
+}
+
+/// Runs a command that talks to the cluster over one shared connection.
+fn cluster_command(global: &Global, command: Command) -> anyhow::Result<()> {
+    let format = output::Format::parse(&global.write_out)?;
+    conn::block_on(async move {
+        match command {
+            Command::Endpoint(cmd) => return endpoint::run(global, format, cmd).await,
+            Command::Defrag(a) => return maint::defrag(global, a).await,
+            _ => {}
+        }
+        let conn = conn::Conn::open(global).await?;
+        match command {
+            Command::Put(a) => kv::put(&conn, format, a).await,
+            Command::Get(a) => kv::get(&conn, format, a).await,
+            Command::Del(a) => kv::del(&conn, format, a).await,
+            Command::Txn(a) => txn_cmd::run(&conn, format, a).await,
+            Command::Watch(a) => watch::run(&conn, format, a).await,
+            Command::Lease(cmd) => lease::run(&conn, format, cmd).await,
+            Command::Member(cmd) => member::run(&conn, format, cmd).await,
+            Command::Compaction(a) => kv::compaction(&conn, a).await,
+            Command::Alarm(cmd) => maint::alarm(&conn, format, cmd).await,
+            other => anyhow::bail!("{other:?} is not a cluster command"),
+        }
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Engine(cmd) => engine::run(cmd),
-        Command::Snapshot(cmd) => snapshot::run(*cmd),
+        Command::Snapshot(cmd) => snapshot::run(&cli.global, *cmd),
         Command::Bench(args) => bench::run(&cli.global, *args),
+        other => cluster_command(&cli.global, other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

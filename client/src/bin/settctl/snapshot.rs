@@ -1,6 +1,8 @@
 //! `settctl snapshot …`: the snapshot files `etcdctl snapshot save` (or
 //! `Maintenance.Snapshot`) produces.
 
+use crate::conn::{block_on, status_error, Conn};
+use crate::Global;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use sett_server::config::Flags;
@@ -8,6 +10,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
+    /// Stores a snapshot of one member's database into a file: written to
+    /// `FILE.part`, synced, checked, then renamed to FILE.
+    Save(SaveArgs),
     /// Checks a snapshot file's size and SHA-256.
     Status(StatusArgs),
     /// Builds a new member's data directory from a snapshot file, like
@@ -16,6 +21,12 @@ pub enum SnapshotCommand {
     /// Restore the same file once per member, then start each member with
     /// `sett --data-dir DIR`.
     Restore(Box<RestoreArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The file to write.
+    file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -35,8 +46,9 @@ pub struct RestoreArgs {
     flags: Flags,
 }
 
-pub fn run(cmd: SnapshotCommand) -> Result<()> {
+pub fn run(global: &Global, cmd: SnapshotCommand) -> Result<()> {
     match cmd {
+        SnapshotCommand::Save(a) => block_on(save(global, &a.file)),
         SnapshotCommand::Status(a) => {
             let mut f = std::fs::File::open(&a.file)
                 .with_context(|| format!("open {}", a.file.display()))?;
@@ -59,4 +71,49 @@ pub fn run(cmd: SnapshotCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `snapshot save`: streams `Maintenance.Snapshot` of the one endpoint
+/// into `FILE.part`, syncs it, checks its trailing hash and renames it.
+async fn save(global: &Global, file: &std::path::Path) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    if global.endpoints.len() != 1 {
+        anyhow::bail!(
+            "snapshot must be requested to one selected node, not multiple {:?}",
+            global.endpoints
+        );
+    }
+    let conn = Conn::open_one(&global.endpoints[0], global).await?;
+    let mut part = file.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let mut out = tokio::fs::File::create(&part)
+        .await
+        .with_context(|| format!("could not open {}", part.display()))?;
+    let result = async {
+        let mut stream = conn
+            .call(
+                conn.maintenance()
+                    .snapshot(sett_proto::etcdserverpb::SnapshotRequest {}),
+            )
+            .await?;
+        while let Some(chunk) = stream.message().await.map_err(|s| status_error(&s))? {
+            out.write_all(&chunk.blob).await?;
+        }
+        out.flush().await?;
+        out.sync_all().await?;
+        let mut f = std::fs::File::open(&part)?;
+        sett_server::dbfile::verify(&mut f).context("the received snapshot is damaged")?;
+        tokio::fs::rename(&part, file).await.with_context(|| {
+            format!("could not rename {} to {}", part.display(), file.display())
+        })?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
+    println!("Snapshot saved at {}", file.display());
+    Ok(())
 }
