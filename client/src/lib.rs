@@ -55,6 +55,8 @@
 //! [`connect`] (a plain tonic channel balanced over endpoints) remains for
 //! callers that drive the generated clients themselves.
 
+#![warn(missing_docs)]
+
 mod client;
 pub mod cluster;
 mod error;

@@ -135,9 +135,8 @@ impl Watch {
         let create = opts.to_request(key.into())?;
         let mut stream = WatchStream {
             client: self.client.clone(),
-            resume_from: create.start_revision,
+            position: Position::new(create.start_revision),
             create,
-            last_delivered: 0,
             conn: None,
             next_endpoint: 0,
             done: false,
@@ -157,16 +156,82 @@ struct Conn {
     watch_id: i64,
 }
 
+/// How far a watch has delivered, which decides where it resumes.
+///
+/// Invariants: `last_delivered` only grows; once anything was delivered
+/// or the watch was created, `resume_from > last_delivered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    /// The revision to (re)create the watch at (0: the next one).
+    resume_from: i64,
+    /// The highest event revision delivered (0: none yet).
+    last_delivered: i64,
+}
+
+impl Position {
+    fn new(start_revision: i64) -> Position {
+        Position {
+            resume_from: start_revision,
+            last_delivered: 0,
+        }
+    }
+
+    /// The watch was created with the store at `revision`: a watch from
+    /// "now" delivers everything after it, also across resumes.
+    fn created(&mut self, revision: i64) {
+        if self.resume_from == 0 {
+            self.resume_from = revision + 1;
+        }
+    }
+
+    /// Drops already delivered events from `resp` and advances; `None`
+    /// if nothing is left to hand out. Events out of revision order break
+    /// the protocol (and would defeat resuming): an error.
+    fn deliver(&mut self, mut resp: WatchResponse) -> Result<Option<WatchResponse>, Error> {
+        if resp.events.is_empty() {
+            // A progress notification: nothing up to its revision is left.
+            let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+            if rev > 0 {
+                self.resume_from = self.resume_from.max(rev + 1);
+            }
+            return Ok(Some(resp));
+        }
+        let last = self.last_delivered;
+        resp.events.retain(|e| event_revision(e) > last);
+        if resp.events.is_empty() {
+            return Ok(None);
+        }
+        let mut newest = last;
+        for e in &resp.events {
+            let rev = event_revision(e);
+            if rev < newest {
+                return Err(Error::Protocol(format!(
+                    "watch events out of order: revision {rev} after {newest}"
+                )));
+            }
+            newest = rev;
+        }
+        self.last_delivered = newest;
+        self.resume_from = self.resume_from.max(newest + 1);
+        debug_assert!(self.resume_from > self.last_delivered);
+        Ok(Some(resp))
+    }
+}
+
+/// The revision of an event (its kv's mod revision; deletes carry the
+/// delete's revision there).
+fn event_revision(e: &Event) -> i64 {
+    e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
+}
+
 /// A watch that resumes across broken streams; see the module docs.
 #[derive(Debug)]
 pub struct WatchStream {
     client: Client,
     /// The create request, its start revision replaced on each resume.
     create: WatchCreateRequest,
-    /// The revision to (re)create the watch at (0: the next one).
-    resume_from: i64,
-    /// The highest event revision delivered (0: none yet).
-    last_delivered: i64,
+    /// What was delivered, and where a resume starts.
+    position: Position,
     conn: Option<Conn>,
     /// The configured endpoint tried by the next resume.
     next_endpoint: usize,
@@ -206,7 +271,7 @@ impl WatchStream {
 
     /// The highest event revision delivered so far (0: none yet).
     pub fn last_revision(&self) -> i64 {
-        self.last_delivered
+        self.position.last_delivered
     }
 
     /// The next response that carries events, or a progress notification
@@ -257,7 +322,7 @@ impl WatchStream {
             if resp.created {
                 continue;
             }
-            if let Some(resp) = self.deliver(resp) {
+            if let Some(resp) = self.deliver(resp)? {
                 return Ok(Some(resp));
             }
         }
@@ -277,30 +342,11 @@ impl WatchStream {
 
     /// Drops already delivered events from `resp` and advances the
     /// resume point; `None` if nothing is left to hand out.
-    fn deliver(&mut self, mut resp: WatchResponse) -> Option<WatchResponse> {
-        if resp.events.is_empty() {
-            // A progress notification: nothing up to its revision is left.
-            let rev = resp.header.as_ref().map_or(0, |h| h.revision);
-            if rev > 0 {
-                self.resume_from = self.resume_from.max(rev + 1);
-            }
-            return Some(resp);
-        }
-        let had = resp.events.len();
-        let last = self.last_delivered;
-        resp.events
-            .retain(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) > last);
-        if resp.events.is_empty() {
-            debug_assert!(had > 0);
-            return None;
-        }
-        for e in &resp.events {
-            let rev = e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
-            assert!(rev >= self.last_delivered, "watch events out of order");
-            self.last_delivered = rev;
-        }
-        self.resume_from = self.resume_from.max(self.last_delivered + 1);
-        Some(resp)
+    fn deliver(&mut self, resp: WatchResponse) -> Result<Option<WatchResponse>, Error> {
+        self.position.deliver(resp).inspect_err(|_| {
+            self.done = true;
+            self.conn = None;
+        })
     }
 
     /// Asks the server for a progress notification on the current stream.
@@ -363,7 +409,7 @@ impl WatchStream {
             let i = self.next_endpoint % n;
             self.next_endpoint = (i + 1) % n;
             let mut create = self.create.clone();
-            create.start_revision = self.resume_from;
+            create.start_revision = self.position.resume_from;
             let open = self.open(i, create);
             let err = match tokio::time::timeout(opts.request_timeout, open).await {
                 Ok(Ok(conn)) => {
@@ -429,12 +475,8 @@ impl WatchStream {
                 });
             }
             if resp.created {
-                if self.resume_from == 0 {
-                    // Watching from "now": everything after the creation
-                    // revision is to be delivered, also across resumes.
-                    let rev = resp.header.as_ref().map_or(0, |h| h.revision);
-                    self.resume_from = rev + 1;
-                }
+                let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+                self.position.created(rev);
                 return Ok(Conn {
                     requests: tx,
                     responses,
@@ -442,5 +484,79 @@ impl WatchStream {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sett_proto::etcdserverpb::ResponseHeader;
+    use sett_proto::mvccpb::KeyValue;
+
+    fn resp(revs: &[i64], header: i64) -> WatchResponse {
+        WatchResponse {
+            header: Some(ResponseHeader {
+                revision: header,
+                ..ResponseHeader::default()
+            }),
+            events: revs
+                .iter()
+                .map(|&r| Event {
+                    kv: Some(KeyValue {
+                        mod_revision: r,
+                        ..KeyValue::default()
+                    }),
+                    ..Event::default()
+                })
+                .collect(),
+            ..WatchResponse::default()
+        }
+    }
+
+    fn revs(r: &WatchResponse) -> Vec<i64> {
+        r.events.iter().map(event_revision).collect()
+    }
+
+    #[test]
+    fn a_watch_from_now_resumes_after_its_creation_revision() {
+        let mut p = Position::new(0);
+        p.created(10);
+        assert_eq!(p.resume_from, 11);
+        // A second creation (a resume) does not move it back.
+        p.created(5);
+        assert_eq!(p.resume_from, 11);
+        let mut q = Position::new(7);
+        q.created(10);
+        assert_eq!(q.resume_from, 7, "an explicit start revision is kept");
+    }
+
+    #[test]
+    fn replayed_events_are_dropped_and_new_ones_advance() {
+        let mut p = Position::new(0);
+        p.created(1);
+        let r = p.deliver(resp(&[2, 3, 3], 3)).unwrap().expect("new events");
+        assert_eq!(revs(&r), vec![2, 3, 3]);
+        assert_eq!((p.last_delivered, p.resume_from), (3, 4));
+        // After a resume the server may replay what was delivered.
+        assert!(p.deliver(resp(&[2, 3], 3)).unwrap().is_none());
+        let r = p.deliver(resp(&[3, 4, 5], 5)).unwrap().expect("partly new");
+        assert_eq!(revs(&r), vec![4, 5]);
+        assert_eq!((p.last_delivered, p.resume_from), (5, 6));
+        assert!(matches!(
+            p.deliver(resp(&[7, 6], 7)),
+            Err(Error::Protocol(_))
+        ));
+        assert_eq!((p.last_delivered, p.resume_from), (5, 6));
+    }
+
+    #[test]
+    fn progress_notifications_advance_the_resume_point_only() {
+        let mut p = Position::new(0);
+        p.created(1);
+        let r = p.deliver(resp(&[], 9)).unwrap().expect("progress");
+        assert!(r.events.is_empty());
+        assert_eq!((p.last_delivered, p.resume_from), (0, 10));
+        p.deliver(resp(&[], 4)).unwrap();
+        assert_eq!(p.resume_from, 10, "an older progress does not move back");
     }
 }
