@@ -14,7 +14,7 @@
 //! are cheap and may be used from any task at once.
 
 use crate::cluster::Cluster;
-use crate::error::Error;
+use crate::error::{Error, NO_LEADER};
 use crate::kv::Kv;
 use crate::lease::Lease;
 use crate::maintenance::Maintenance;
@@ -71,6 +71,17 @@ struct State {
     next_read: usize,
     /// Per configured endpoint: skipped by reads until then.
     suspect_until: Vec<Option<Instant>>,
+    /// Since when discoveries find members answering but no confirmed
+    /// leader (`None`: a leader is known, or no member answered).
+    leaderless_since: Option<Instant>,
+}
+
+/// What a discovery found among members that answered.
+#[derive(Debug)]
+enum Found {
+    Leader(Leader),
+    /// Members answered, but no leader could be confirmed.
+    Leaderless,
 }
 
 /// Where one attempt of a call went.
@@ -154,6 +165,7 @@ impl Client {
                     epoch: 0,
                     next_read: 0,
                     suspect_until: vec![None; n],
+                    leaderless_since: None,
                 }),
                 discovery: tokio::sync::Mutex::new(()),
             }),
@@ -336,15 +348,30 @@ impl Client {
         let mut st = self.state();
         st.epoch += 1;
         match found {
-            Ok(leader) => {
-                st.leader = leader;
+            Ok(Found::Leader(leader)) => {
+                st.leader = Some(leader);
+                st.leaderless_since = None;
+                Ok(())
+            }
+            Ok(Found::Leaderless) => {
+                st.leader = None;
+                st.leaderless_since.get_or_insert_with(Instant::now);
                 Ok(())
             }
             Err(e) => {
                 st.leader = None;
+                st.leaderless_since = None;
                 Err(e)
             }
         }
+    }
+
+    /// Whether mutations should wait for a leader rather than be sent (see
+    /// [`crate::RetryOptions::leader_wait`]).
+    fn waiting_for_leader(&self) -> bool {
+        let wait = self.inner.options.retry.leader_wait;
+        let st = self.state();
+        st.leader.is_none() && st.leaderless_since.is_some_and(|t| t.elapsed() < wait)
     }
 
     /// Bound on one Status or MemberList call made by discovery.
@@ -354,7 +381,7 @@ impl Client {
             .min(o.connect_timeout.max(Duration::from_millis(500)))
     }
 
-    async fn find_leader(&self) -> Result<Option<Leader>, Error> {
+    async fn find_leader(&self) -> Result<Found, Error> {
         let bound = self.probe_timeout();
         let mut set = tokio::task::JoinSet::new();
         for (i, url) in self.inner.endpoints.iter().enumerate() {
@@ -381,7 +408,7 @@ impl Client {
             .max_by_key(|(_, s)| s.raft_term);
         if let Some((i, s)) = self_leader {
             let url = self.inner.endpoints[*i].clone();
-            return Ok(Some(Leader {
+            return Ok(Found::Leader(Leader {
                 id: s.leader,
                 channel: self.channel_for(&url)?,
                 url,
@@ -397,7 +424,7 @@ impl Client {
             }
         }
         let Some((&leader_id, _)) = votes.iter().max_by_key(|(_, v)| **v) else {
-            return Ok(None);
+            return Ok(Found::Leaderless);
         };
         let asked = self.endpoint_channel(answers[0].0);
         let list = tokio::time::timeout(
@@ -408,7 +435,7 @@ impl Client {
         )
         .await;
         let Ok(Ok(list)) = list else {
-            return Ok(None);
+            return Ok(Found::Leaderless);
         };
         let Some(member) = list
             .into_inner()
@@ -416,14 +443,14 @@ impl Client {
             .into_iter()
             .find(|m| m.id == leader_id)
         else {
-            return Ok(None);
+            return Ok(Found::Leaderless);
         };
         for url in &member.client_ur_ls {
             let Ok(url) = normalize(url) else { continue };
             let channel = self.channel_for(&url)?;
             if let Ok(s) = status_of(channel.clone(), bound).await {
                 if s.leader == leader_id && member_id(&s) == leader_id {
-                    return Ok(Some(Leader {
+                    return Ok(Found::Leader(Leader {
                         id: leader_id,
                         url,
                         channel,
@@ -431,7 +458,7 @@ impl Client {
                 }
             }
         }
-        Ok(None)
+        Ok(Found::Leaderless)
     }
 
     /// Runs one unary call `f` with retries (see [`crate::RetryOptions`]):
@@ -447,18 +474,24 @@ impl Client {
         let mut backoff = Backoff::new(&opts.retry);
         let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
             let target = self.target(kind);
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let bound = opts.request_timeout.min(remaining);
-            let err = match tokio::time::timeout(bound, f(target.channel.clone())).await {
-                Ok(Ok(resp)) => return Ok(resp.into_inner()),
-                Ok(Err(status)) => Error::Status(status),
-                Err(_) => Error::Timeout(bound),
+            let err = if kind == Kind::Write && !target.to_leader && self.waiting_for_leader() {
+                // Not sent (so not an attempt): no member leads yet.
+                Error::Status(tonic::Status::unavailable(NO_LEADER))
+            } else {
+                attempt += 1;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let bound = opts.request_timeout.min(remaining);
+                let err = match tokio::time::timeout(bound, f(target.channel.clone())).await {
+                    Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                    Ok(Err(status)) => Error::Status(status),
+                    Err(_) => Error::Timeout(bound),
+                };
+                if suggests_rediscovery(&err) {
+                    self.note_failure(&target);
+                }
+                err
             };
-            if suggests_rediscovery(&err) {
-                self.note_failure(&target);
-            }
             if attempt >= opts.retry.max_attempts || !should_retry(kind, &err, &opts.retry) {
                 return Err(err);
             }

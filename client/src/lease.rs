@@ -191,6 +191,11 @@ async fn keep(client: Client, id: i64, mut ttl: i64, tx: watch::Sender<i64>) {
     loop {
         let target = client.target(Kind::Write);
         let (req_tx, req_rx) = mpsc::channel(1);
+        // Queued before the call: some servers answer the call's headers
+        // only with the first response.
+        if req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+            return;
+        }
         let opened = tokio::time::timeout(
             opts.request_timeout,
             LeaseClient::new(target.channel.clone()).lease_keep_alive(ReceiverStream::new(req_rx)),
@@ -199,9 +204,6 @@ async fn keep(client: Client, id: i64, mut ttl: i64, tx: watch::Sender<i64>) {
         if let Ok(Ok(resp)) = opened {
             let mut responses = resp.into_inner();
             loop {
-                if tx.is_closed() || req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-                    break;
-                }
                 let answer = tokio::time::timeout(opts.request_timeout, responses.message()).await;
                 let Ok(Ok(Some(r))) = answer else { break };
                 if r.ttl <= 0 {
@@ -213,6 +215,9 @@ async fn keep(client: Client, id: i64, mut ttl: i64, tx: watch::Sender<i64>) {
                 tx.send_replace(ttl);
                 backoff.reset(opts.retry.initial_backoff);
                 tokio::time::sleep(renew_interval(ttl)).await;
+                if tx.is_closed() || req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                    break;
+                }
             }
         }
         if tx.is_closed() {

@@ -122,6 +122,13 @@ pub struct RetryOptions {
     /// Whether mutations are retried after failures that may have
     /// happened once the request reached the server (true).
     pub retry_mutations: bool,
+    /// How long mutations wait for a leader when the members answer but
+    /// none can be confirmed as leader (an election, or a leader that just
+    /// died) before they are sent to any member to forward (5 s). Waiting
+    /// keeps them from being proposed on a member that cannot reach a
+    /// leader, where they would only time out; sending after the wait
+    /// covers a leader this client cannot reach itself.
+    pub leader_wait: Duration,
 }
 
 impl Default for RetryOptions {
@@ -132,6 +139,7 @@ impl Default for RetryOptions {
             max_backoff: Duration::from_secs(1),
             total_timeout: Duration::from_secs(30),
             retry_mutations: true,
+            leader_wait: Duration::from_secs(5),
         }
     }
 }

@@ -103,11 +103,8 @@ async fn writer(w: usize, client: Client, ledger: Arc<Ledger>) {
 async fn wait_done(ledger: &Ledger, target: usize, what: &str) {
     let deadline = Instant::now() + PROGRESS_TIMEOUT;
     while ledger.done.load(Ordering::SeqCst) < target {
-        assert!(
-            ledger.failed.lock().unwrap().is_empty(),
-            "puts failed {what}: {:?}",
-            ledger.failed.lock().unwrap()
-        );
+        let failed = ledger.failed.lock().unwrap().clone();
+        assert!(failed.is_empty(), "puts failed {what}: {failed:?}");
         assert!(
             Instant::now() < deadline,
             "{what}: only {} of {target} puts acknowledged within {PROGRESS_TIMEOUT:?}",
