@@ -221,7 +221,7 @@ pub fn range_request(a: &GetArgs) -> Result<RangeRequest> {
         "" => SortOrder::None,
         _ => bail!("bad sort order {}", a.order),
     };
-    let mut target = match a.sort_by.to_uppercase().as_str() {
+    let target = match a.sort_by.to_uppercase().as_str() {
         "CREATE" => SortTarget::Create,
         "KEY" => SortTarget::Key,
         "MODIFY" => SortTarget::Mod,
@@ -230,16 +230,10 @@ pub fn range_request(a: &GetArgs) -> Result<RangeRequest> {
         "" => SortTarget::Key,
         _ => bail!("bad sort target {}", a.sort_by),
     };
-    if !a.sort_by.is_empty() && order == SortOrder::None {
-        order = SortOrder::Ascend;
-    }
     if target == SortTarget::Key && order == SortOrder::Ascend {
         // Ascending by key is the natural order; asking for it would make
         // the server sort the whole range before applying the limit.
         order = SortOrder::None;
-    }
-    if order == SortOrder::None {
-        target = SortTarget::Key;
     }
     Ok(RangeRequest {
         key: key.into(),
