@@ -8,13 +8,16 @@
 //!   twice; it delivers every revision written meanwhile through the other
 //!   members exactly once, in order, without gaps. (SIGKILL rather than
 //!   SIGTERM: a member's graceful stop waits for open watch streams to
-//!   end, so a SIGTERM does not stop a member that serves a watch.)
+//!   end, so a SIGTERM does not stop a member that serves a watch.) A
+//!   watch from a compacted revision then fails with the compact revision;
 //! - the lease keeper keeps a lease alive past its TTL, dropping it lets
 //!   the lease expire, and it stops once the lease is revoked.
 //!
 //! Every wait is bounded; no assertion is about timing.
 //!
 //! Needs `target/<profile>/sett` (`cargo build -p sett-server --bin sett`).
+//! `SETT_CLUSTER_BIN=/usr/bin/etcd` runs the same scenarios against etcd,
+//! which checks the client against the reference server.
 
 #[path = "../src/cluster.rs"]
 #[allow(dead_code)]
@@ -239,21 +242,22 @@ fn watch_resumes_across_member_restarts() {
         let first_id = watch.watch_id();
 
         let mut expected = write_phase(&writer, "a").await;
-        let total = 5 * PHASE_KEYS;
-        let reader = tokio::spawn(collect(watch, total));
-
-        cluster.kill(watched);
-        expected.extend(write_phase(&writer, "b").await);
-        cluster.restart(watched);
-        expected.extend(write_phase(&writer, "c").await);
-        cluster.wait_ready(watched).await;
-        cluster.kill(watched);
-        expected.extend(write_phase(&writer, "d").await);
-        cluster.restart(watched);
-        expected.extend(write_phase(&writer, "e").await);
-        assert_eq!(expected.len(), total);
-
-        let (got, mut watch) = reader.await.expect("watch reader");
+        let (mut got, mut watch) = collect(watch, PHASE_KEYS).await;
+        // Two rounds: the watcher reads while its member is killed,
+        // written around and restarted; the round's last phase is written
+        // once the member is back, so the watcher has resumed by the time
+        // it has every event of the round.
+        for (down, up) in [("b", "c"), ("d", "e")] {
+            let reader = tokio::spawn(collect(watch, 2 * PHASE_KEYS));
+            cluster.kill(watched);
+            expected.extend(write_phase(&writer, down).await);
+            cluster.restart(watched);
+            expected.extend(write_phase(&writer, up).await);
+            let (round, w) = reader.await.expect("watch reader");
+            got.extend(round);
+            watch = w;
+        }
+        assert_eq!(expected.len(), 5 * PHASE_KEYS);
         assert_eq!(got, expected, "events differ from the puts");
         assert!(
             watch.resumes() >= 2,
@@ -283,6 +287,30 @@ fn watch_resumes_across_member_restarts() {
         );
         assert!(resp.header.expect("header").revision >= watch.last_revision());
         watch.cancel().await.expect("cancel");
+
+        // A watch from a compacted revision fails with the compact revision
+        // (at creation, or with its first response).
+        let compact_at = expected[PHASE_KEYS].1;
+        writer
+            .kv()
+            .compact(compact_at, true)
+            .await
+            .expect("compact");
+        let from = expected[0].1;
+        let opts = WatchOptions::new().with_prefix().with_start_revision(from);
+        let outcome = match watcher.watch().watch("wr/", opts).await {
+            Ok(mut w) => timeout(RESPONSE_TIMEOUT, w.next())
+                .await
+                .expect("answer in time")
+                .map(|r| r.map(|r| r.events.len())),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Err(sett_client::Error::Compacted { compact_revision }) => {
+                assert_eq!(compact_revision, compact_at);
+            }
+            other => panic!("watch from compacted revision {from}: {other:?}"),
+        }
     });
 }
 
