@@ -79,8 +79,8 @@ async fn save(global: &Global, file: &std::path::Path) -> Result<()> {
     use tokio::io::AsyncWriteExt;
     if global.endpoints.len() != 1 {
         anyhow::bail!(
-            "snapshot must be requested to one selected node, not multiple {:?}",
-            global.endpoints
+            "snapshot must be requested to one selected node, not multiple [{}]",
+            global.endpoints.join(" ")
         );
     }
     let conn = Conn::open_one(&global.endpoints[0], global).await?;
@@ -97,8 +97,19 @@ async fn save(global: &Global, file: &std::path::Path) -> Result<()> {
                     .snapshot(sett_proto::etcdserverpb::SnapshotRequest {}),
             )
             .await?;
-        while let Some(chunk) = stream.message().await.map_err(|s| status_error(&s))? {
-            out.write_all(&chunk.blob).await?;
+        // Each chunk must come within the command timeout (a stalled
+        // stream fails instead of hanging); the whole transfer may take
+        // longer.
+        loop {
+            let next = tokio::time::timeout(conn.command_timeout(), stream.message())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("snapshot stream stalled (no data within the command timeout)")
+                })?;
+            match next.map_err(|s| status_error(&s))? {
+                Some(chunk) => out.write_all(&chunk.blob).await?,
+                None => break,
+            }
         }
         out.flush().await?;
         out.sync_all().await?;
@@ -107,6 +118,14 @@ async fn save(global: &Global, file: &std::path::Path) -> Result<()> {
         tokio::fs::rename(&part, file).await.with_context(|| {
             format!("could not rename {} to {}", part.display(), file.display())
         })?;
+        // The rename is durable once the directory is synced.
+        let dir = match file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("could not sync {}", dir.display()))?;
         anyhow::Ok(())
     }
     .await;
