@@ -236,6 +236,9 @@ fn read_only_matches_etcdctl(ctl: &Ctl) {
         &["-w", "table", "member", "list"],
         &["lease", "list"],
         &["alarm", "list"],
+        &["endpoint", "hashkv"],
+        &["-w", "json", "endpoint", "hashkv"],
+        &["-w", "table", "endpoint", "hashkv"],
         &["get", "foo", "--rev", "100000"],
     ] {
         same_as_etcdctl(ctl, args, None);

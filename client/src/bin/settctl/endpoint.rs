@@ -7,7 +7,9 @@ use crate::output::{self, go_duration, human_bytes, print_json, table, Format, J
 use crate::Global;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use sett_proto::etcdserverpb::{RangeRequest, StatusRequest, StatusResponse};
+use sett_proto::etcdserverpb::{
+    HashKvRequest, HashKvResponse, RangeRequest, StatusRequest, StatusResponse,
+};
 use std::time::Instant;
 
 /// The endpoint commands.
@@ -18,6 +20,19 @@ pub enum EndpointCommand {
     Health(EndpointArgs),
     /// Prints out the status of endpoints specified in `--endpoints` flag.
     Status(EndpointArgs),
+    /// Prints the KV history hash for each endpoint in `--endpoints`.
+    Hashkv(HashKvArgs),
+}
+
+/// Flags of `endpoint hashkv`.
+#[derive(Debug, Args)]
+pub struct HashKvArgs {
+    /// Use all endpoints from the cluster member list.
+    #[arg(long)]
+    cluster: bool,
+    /// Maximum revision to hash (default: all revisions).
+    #[arg(long, default_value_t = 0)]
+    rev: i64,
 }
 
 /// Flags of the endpoint commands.
@@ -42,6 +57,9 @@ pub async fn run(global: &Global, format: Format, cmd: EndpointCommand) -> Resul
     match cmd {
         EndpointCommand::Status(a) => {
             status(global, format, endpoints(global, a.cluster).await?).await
+        }
+        EndpointCommand::Hashkv(a) => {
+            hashkv(global, format, endpoints(global, a.cluster).await?, a.rev).await
         }
         EndpointCommand::Health(a) => {
             health(global, format, endpoints(global, a.cluster).await?).await
@@ -240,6 +258,60 @@ async fn health(global: &Global, format: Format, eps: Vec<String>) -> Result<()>
     }
     if results.iter().any(|h| !h.healthy) {
         bail!("unhealthy cluster");
+    }
+    Ok(())
+}
+
+async fn hashkv(global: &Global, format: Format, eps: Vec<String>, revision: i64) -> Result<()> {
+    let mut ok: Vec<(String, HashKvResponse)> = Vec::new();
+    let mut failed = false;
+    for ep in eps {
+        let result = async {
+            let conn = Conn::open_one(&ep, global).await?;
+            conn.call(conn.maintenance().hash_kv(HashKvRequest { revision }))
+                .await
+        }
+        .await;
+        match result {
+            Ok(h) => ok.push((ep, h)),
+            Err(e) => {
+                eprintln!("Failed to get the hash of endpoint {ep} ({e:#})");
+                failed = true;
+            }
+        }
+    }
+    match format {
+        Format::Simple => {
+            for (ep, h) in &ok {
+                println!("{ep}, {}", h.hash);
+            }
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = ok
+                .iter()
+                .map(|(ep, h)| vec![ep.clone(), h.hash.to_string()])
+                .collect();
+            print!("{}", table(&["ENDPOINT", "HASH"], &rows));
+        }
+        Format::Json => {
+            let items = ok.iter().map(|(ep, h)| {
+                Obj::new()
+                    .always("Endpoint", Json::str(ep))
+                    .always(
+                        "HashKV",
+                        Obj::new()
+                            .opt("header", output::header(h.header.as_ref()))
+                            .uint("hash", u64::from(h.hash))
+                            .int("compact_revision", h.compact_revision)
+                            .done(),
+                    )
+                    .done()
+            });
+            print_json(&Json::array(items));
+        }
+    }
+    if failed {
+        bail!("failed to get the hash of some endpoints");
     }
     Ok(())
 }

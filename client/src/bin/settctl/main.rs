@@ -14,7 +14,7 @@
 //! settctl [--endpoints=H:P,...] [-w simple|json|table] COMMAND   (etcdctl 3.4's syntax)
 //!   put KEY [VALUE] | get KEY [END] | del KEY [END] | txn [-i] | watch KEY [END]
 //!   lease grant|revoke|timetolive|list|keep-alive | member list|add|remove|promote
-//!   endpoint status|health [--cluster] | snapshot save FILE
+//!   endpoint status|health|hashkv [--cluster] | snapshot save FILE
 //!   compaction REV [--physical] | defrag | alarm list|disarm
 //! ```
 //!
@@ -131,9 +131,9 @@ enum Command {
     /// Endpoint related commands.
     #[command(subcommand)]
     Endpoint(endpoint::EndpointCommand),
-    /// Compacts the event history in etcd.
+    /// Compacts the event history up to a revision.
     Compaction(kv::CompactionArgs),
-    /// Defragments the storage of the etcd members with given endpoints.
+    /// Defragments the storage of the members with given endpoints.
     Defrag(maint::DefragArgs),
     /// Alarm related commands.
     #[command(subcommand)]
