@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use sett_server::config::Flags;
 use std::path::PathBuf;
 
+/// The snapshot commands.
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Stores a snapshot of one member's database into a file: written to
@@ -23,18 +24,21 @@ pub enum SnapshotCommand {
     Restore(Box<RestoreArgs>),
 }
 
+/// `snapshot save FILE`.
 #[derive(Debug, Args)]
 pub struct SaveArgs {
     /// The file to write.
     file: PathBuf,
 }
 
+/// `snapshot status FILE`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The snapshot file.
     file: PathBuf,
 }
 
+/// `snapshot restore FILE [member flags]`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The snapshot file.
@@ -46,6 +50,7 @@ pub struct RestoreArgs {
     flags: Flags,
 }
 
+/// Runs a snapshot command.
 pub fn run(global: &Global, cmd: SnapshotCommand) -> Result<()> {
     match cmd {
         SnapshotCommand::Save(a) => block_on(save(global, &a.file)),
