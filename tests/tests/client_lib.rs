@@ -47,6 +47,8 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(40);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the watcher collecting every expected event.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// etcd's message for a read below the compacted revision.
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 /// Keys written in each phase of the watch scenario.
 const PHASE_KEYS: usize = 15;
 
@@ -297,6 +299,23 @@ fn watch_resumes_across_member_restarts() {
             .await
             .expect("compact");
         let from = expected[0].1;
+        // Each member applies the compaction on its own: wait until the
+        // watcher's member reports the history before it gone.
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        loop {
+            let read = watcher
+                .kv()
+                .get("wr/", GetOptions::new().with_revision(from))
+                .await;
+            match read {
+                Err(e) if e.status().map(|s| s.message()) == Some(COMPACTED) => break,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "member {watched} still serves revision {from}: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let opts = WatchOptions::new().with_prefix().with_start_revision(from);
         let outcome = match watcher.watch().watch("wr/", opts).await {
             Ok(mut w) => timeout(RESPONSE_TIMEOUT, w.next())
