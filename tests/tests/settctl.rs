@@ -5,7 +5,9 @@
 //! member, and both outputs must match byte for byte (same server, same
 //! state: nothing needs masking). Writes, leases, watch, compaction,
 //! snapshots, membership and the error paths are checked against the
-//! output etcdctl gives for them.
+//! output etcdctl gives for them, exit codes included (etcdctl's 3, 4, 5
+//! and 128 for bad txn input, unsupported formats, canceled watches and
+//! bad arguments).
 //!
 //! Needs `target/<profile>/settctl` (built by a workspace `cargo test`, or
 //! `cargo build -p sett-client --bin settctl`) and `/usr/bin/etcdctl`
@@ -181,9 +183,8 @@ fn same_as_etcdctl(ctl: &Ctl, args: &[&str], stdin: Option<&str>) {
         "stdout of {args:?}\netcdctl: {theirs:?}\nsettctl: {ours:?}"
     );
     assert_eq!(
-        ours.code == 0,
-        theirs.code == 0,
-        "success of {args:?}\netcdctl: {theirs:?}\nsettctl: {ours:?}"
+        ours.code, theirs.code,
+        "exit code of {args:?}\netcdctl: {theirs:?}\nsettctl: {ours:?}"
     );
 }
 
@@ -319,7 +320,8 @@ fn leases(ctl: &Ctl) {
         None,
         "failed to revoke lease (etcdserver: requested lease not found)",
     );
-    ctl.fails(&["lease", "revoke", "zz"], None, "bad lease ID arg");
+    let out = ctl.fails(&["lease", "revoke", "zz"], None, "bad lease ID arg");
+    assert_eq!(out.code, 128, "etcdctl's code for bad arguments: {out:?}");
     ctl.fails(
         &["put", "a", "b", "--lease", "123"],
         None,
@@ -404,6 +406,7 @@ fn compaction_and_errors(ctl: &Ctl) {
         out.stdout,
         "watch was canceled (etcdserver: mvcc: required revision has been compacted)\n"
     );
+    assert_eq!(out.code, 5, "etcdctl's code for a canceled watch: {out:?}");
     // Bad input.
     let out = ctl.fails(
         &["get", "foo", "--bogus"],
@@ -411,10 +414,14 @@ fn compaction_and_errors(ctl: &Ctl) {
         "unexpected argument '--bogus'",
     );
     assert_eq!(out.code, 2, "{out:?}");
-    ctl.fails(
+    let out = ctl.fails(
         &["-w", "table", "get", "foo"],
         None,
         "table not supported as output format",
+    );
+    assert_eq!(
+        out.code, 4,
+        "etcdctl's code for an unsupported format: {out:?}"
     );
     ctl.fails(
         &["-w", "yaml", "get", "foo"],
@@ -426,7 +433,8 @@ fn compaction_and_errors(ctl: &Ctl) {
         None,
         "cannot be set at the same time",
     );
-    ctl.fails(&["txn"], Some("bad\n\n\n"), "malformed comparison: bad");
+    let out = ctl.fails(&["txn"], Some("bad\n\n\n"), "malformed comparison: bad");
+    assert_eq!(out.code, 3, "etcdctl's code for bad txn input: {out:?}");
     ctl.fails(
         &["txn"],
         Some("\nfrob a b\n\n\n"),

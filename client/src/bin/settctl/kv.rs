@@ -2,8 +2,9 @@
 //! output.
 
 use crate::conn::Conn;
+use crate::exit::{coded, BAD_ARGS, BAD_FEATURE};
 use crate::output::{self, print_json, print_kv, Format, Json, Obj};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use sett_proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
@@ -123,12 +124,18 @@ pub fn range_of(
     from_key: bool,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     if prefix && from_key {
-        bail!("`--prefix` and `--from-key` cannot be set at the same time, choose one");
+        return Err(coded(
+            BAD_ARGS,
+            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
+        ));
     }
     let mut k = key.as_bytes().to_vec();
     if prefix {
         if range_end.is_some() {
-            bail!("too many arguments, only accept one argument when `--prefix` is set.");
+            return Err(coded(
+                BAD_ARGS,
+                "too many arguments, only accept one argument when `--prefix` is set.",
+            ));
         }
         if k.is_empty() {
             return Ok((vec![0], vec![0]));
@@ -138,7 +145,10 @@ pub fn range_of(
     }
     if from_key {
         if range_end.is_some() {
-            bail!("too many arguments, only accept one argument when `--from-key` is set.");
+            return Err(coded(
+                BAD_ARGS,
+                "too many arguments, only accept one argument when `--from-key` is set.",
+            ));
         }
         if k.is_empty() {
             k = vec![0];
@@ -154,8 +164,11 @@ pub fn range_of(
 /// Parses a lease ID written in hexadecimal, with etcdctl's message.
 pub fn parse_lease_id(s: &str, what: &str) -> Result<i64> {
     i64::from_str_radix(s, 16).map_err(|_| {
-        anyhow::anyhow!(
-            "{what} (strconv.ParseInt: parsing {s:?}: invalid syntax), expecting ID in Hex"
+        coded(
+            BAD_ARGS,
+            format!(
+                "{what} (strconv.ParseInt: parsing {s:?}: invalid syntax), expecting ID in Hex"
+            ),
         )
     })
 }
@@ -213,13 +226,18 @@ pub fn range_request(a: &GetArgs) -> Result<RangeRequest> {
     let serializable = match a.consistency.as_str() {
         "l" => false,
         "s" => true,
-        other => bail!("unknown consistency flag {other:?}"),
+        other => {
+            return Err(coded(
+                BAD_FEATURE,
+                format!("unknown consistency flag {other:?}"),
+            ))
+        }
     };
     let mut order = match a.order.to_uppercase().as_str() {
         "ASCEND" => SortOrder::Ascend,
         "DESCEND" => SortOrder::Descend,
         "" => SortOrder::None,
-        _ => bail!("bad sort order {}", a.order),
+        _ => return Err(coded(BAD_FEATURE, format!("bad sort order {}", a.order))),
     };
     let target = match a.sort_by.to_uppercase().as_str() {
         "CREATE" => SortTarget::Create,
@@ -228,7 +246,7 @@ pub fn range_request(a: &GetArgs) -> Result<RangeRequest> {
         "VALUE" => SortTarget::Value,
         "VERSION" => SortTarget::Version,
         "" => SortTarget::Key,
-        _ => bail!("bad sort target {}", a.sort_by),
+        _ => return Err(coded(BAD_FEATURE, format!("bad sort target {}", a.sort_by))),
     };
     if target == SortTarget::Key && order == SortOrder::Ascend {
         // Ascending by key is the natural order; asking for it would make

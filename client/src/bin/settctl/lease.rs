@@ -1,6 +1,7 @@
 //! `lease grant | revoke | timetolive | list | keep-alive`.
 
 use crate::conn::{status_error, Conn};
+use crate::exit::{coded, BAD_ARGS};
 use crate::kv::parse_lease_id;
 use crate::output::{self, print_json, Format, Json, Obj};
 use anyhow::{anyhow, Result};
@@ -64,7 +65,10 @@ pub async fn run(conn: &Conn, format: Format, cmd: LeaseCommand) -> Result<()> {
     match cmd {
         LeaseCommand::Grant { ttl } => {
             let ttl_secs: i64 = ttl.parse().map_err(|_| {
-                anyhow!("bad TTL (strconv.ParseInt: parsing {ttl:?}: invalid syntax)")
+                coded(
+                    BAD_ARGS,
+                    format!("bad TTL (strconv.ParseInt: parsing {ttl:?}: invalid syntax)"),
+                )
             })?;
             let resp = conn
                 .call(conn.lease().lease_grant(LeaseGrantRequest {

@@ -28,6 +28,7 @@ mod bench;
 mod conn;
 mod endpoint;
 mod engine;
+mod exit;
 mod kv;
 mod lease;
 mod maint;
@@ -177,7 +178,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("settctl: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }

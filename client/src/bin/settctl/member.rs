@@ -1,8 +1,9 @@
 //! `member list | add | remove | promote`.
 
 use crate::conn::Conn;
+use crate::exit::{coded, BAD_ARGS};
 use crate::output::{self, print_json, table, Format, Json, Obj};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use sett_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
@@ -44,8 +45,11 @@ pub struct AddArgs {
 /// Parses a member ID written in hexadecimal, with etcdctl's message.
 fn member_id(s: &str) -> Result<u64> {
     u64::from_str_radix(s, 16).map_err(|_| {
-        anyhow!(
+        coded(
+            BAD_ARGS,
+            format!(
             "bad member ID arg (strconv.ParseUint: parsing {s:?}: invalid syntax), expecting ID in Hex"
+            ),
         )
     })
 }
@@ -129,7 +133,7 @@ pub async fn run(conn: &Conn, format: Format, cmd: MemberCommand) -> Result<()> 
         MemberCommand::Add(a) => {
             let format = format.no_table()?;
             if a.peer_urls.is_empty() {
-                bail!("member peer urls not provided");
+                return Err(coded(BAD_ARGS, "member peer urls not provided"));
             }
             let urls: Vec<String> = a.peer_urls.split(',').map(str::to_owned).collect();
             let resp = conn

@@ -8,7 +8,8 @@
 //! cells right-aligned) and exists only for `member list` and the
 //! `endpoint` commands, as in etcdctl; other commands refuse it.
 
-use anyhow::{bail, Result};
+use crate::exit::{coded, BAD_FEATURE};
+use anyhow::Result;
 use base64::Engine as _;
 use sett_proto::etcdserverpb::ResponseHeader;
 use sett_proto::mvccpb::KeyValue;
@@ -33,8 +34,11 @@ impl Format {
             "simple" => Ok(Format::Simple),
             "json" => Ok(Format::Json),
             "table" => Ok(Format::Table),
-            "fields" | "protobuf" => bail!("{s} not supported as output format"),
-            _ => bail!("unsupported output format"),
+            "fields" | "protobuf" => Err(coded(
+                BAD_FEATURE,
+                format!("{s} not supported as output format"),
+            )),
+            _ => Err(coded(BAD_FEATURE, "unsupported output format")),
         }
     }
 
@@ -42,7 +46,7 @@ impl Format {
     /// before the command runs).
     pub fn no_table(self) -> Result<Format> {
         if self == Format::Table {
-            bail!("table not supported as output format");
+            return Err(coded(BAD_FEATURE, "table not supported as output format"));
         }
         Ok(self)
     }

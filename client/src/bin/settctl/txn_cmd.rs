@@ -15,9 +15,10 @@
 //! `-i` prints a prompt before each section.
 
 use crate::conn::Conn;
+use crate::exit::{coded, INVALID_INPUT};
 use crate::kv;
 use crate::output::{self, print_json, Format, Json, Obj};
-use anyhow::{anyhow, bail, Result};
+use anyhow::Result;
 use clap::{Args, Parser};
 use sett_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
@@ -172,7 +173,7 @@ fn quoted(s: &str) -> Option<(String, &str)> {
 
 /// Parses `TARGET("KEY") OP "VALUE"`.
 pub fn parse_compare(line: &str) -> Result<Compare> {
-    let malformed = || anyhow!("malformed comparison: {line}");
+    let malformed = || coded(INVALID_INPUT, format!("malformed comparison: {line}"));
     let (target, rest) = line.split_once('(').ok_or_else(malformed)?;
     let (key, rest) = quoted(rest.trim_start()).ok_or_else(malformed)?;
     let rest = rest.strip_prefix(')').ok_or_else(malformed)?.trim_start();
@@ -186,10 +187,20 @@ pub fn parse_compare(line: &str) -> Result<Compare> {
         "!=" => CompareResult::NotEqual,
         "<" => CompareResult::Less,
         ">" => CompareResult::Greater,
-        _ => bail!("malformed comparison: {line} (unknown op {op})"),
+        _ => {
+            return Err(coded(
+                INVALID_INPUT,
+                format!("malformed comparison: {line} (unknown op {op})"),
+            ))
+        }
     };
     let int = |radix: u32| {
-        i64::from_str_radix(&val, radix).map_err(|_| anyhow!("invalid txn compare request: {line}"))
+        i64::from_str_radix(&val, radix).map_err(|_| {
+            coded(
+                INVALID_INPUT,
+                format!("invalid txn compare request: {line}"),
+            )
+        })
     };
     let (target, union) = match target.trim() {
         "ver" | "version" => (CompareTarget::Version, TargetUnion::Version(int(10)?)),
@@ -200,7 +211,12 @@ pub fn parse_compare(line: &str) -> Result<Compare> {
             TargetUnion::Value(val.clone().into_bytes().into()),
         ),
         "lease" => (CompareTarget::Lease, TargetUnion::Lease(int(16)?)),
-        other => bail!("malformed comparison: {line} (unknown target {other})"),
+        other => {
+            return Err(coded(
+                INVALID_INPUT,
+                format!("malformed comparison: {line} (unknown target {other})"),
+            ))
+        }
     };
     Ok(Compare {
         result: result as i32,
@@ -218,13 +234,14 @@ fn words(line: &str) -> Result<Vec<String>> {
     let mut rest = line.trim_start();
     while !rest.is_empty() {
         if rest.starts_with('"') {
-            let (w, r) = quoted(rest).ok_or_else(|| anyhow!("invalid txn request: {line}"))?;
+            let (w, r) = quoted(rest)
+                .ok_or_else(|| coded(INVALID_INPUT, format!("invalid txn request: {line}")))?;
             out.push(w);
             rest = r;
         } else if let Some(r) = rest.strip_prefix('\'') {
             let end = r
                 .find('\'')
-                .ok_or_else(|| anyhow!("invalid txn request: {line}"))?;
+                .ok_or_else(|| coded(INVALID_INPUT, format!("invalid txn request: {line}")))?;
             out.push(r[..end].to_owned());
             rest = &r[end + 1..];
         } else {
@@ -240,7 +257,7 @@ fn words(line: &str) -> Result<Vec<String>> {
 /// Parses one op line (`put K V`, `get K [END] [flags]`, `del K [END]
 /// [flags]`).
 pub fn parse_op(line: &str) -> Result<RequestOp> {
-    let invalid = || anyhow!("invalid txn request: {line}");
+    let invalid = || coded(INVALID_INPUT, format!("invalid txn request: {line}"));
     let w = words(line)?;
     if w.len() < 2 {
         return Err(invalid());

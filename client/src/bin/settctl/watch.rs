@@ -2,6 +2,7 @@
 //! server cancels the watch.
 
 use crate::conn::{status_error, Conn};
+use crate::exit::{coded, INTERRUPTED};
 use crate::kv::range_of;
 use crate::output::{self, print_json, print_kv, Format, Json, Obj};
 use anyhow::{anyhow, bail, Result};
@@ -76,7 +77,7 @@ pub async fn run(conn: &Conn, format: Format, a: WatchArgs) -> Result<()> {
             _ => print_events(&resp.events),
         }
         if resp.canceled {
-            bail!("watch is canceled by the server");
+            return Err(coded(INTERRUPTED, "watch is canceled by the server"));
         }
     }
 }
