@@ -199,6 +199,18 @@ impl PutOptions {
         self
     }
 
+    /// Keeps the current value (updates only the lease).
+    pub fn with_ignore_value(mut self) -> PutOptions {
+        self.ignore_value = true;
+        self
+    }
+
+    /// Keeps the current lease (updates only the value).
+    pub fn with_ignore_lease(mut self) -> PutOptions {
+        self.ignore_lease = true;
+        self
+    }
+
     /// The put request for `key = value` with these options.
     pub fn to_request(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> PutRequest {
         PutRequest {
@@ -234,6 +246,12 @@ impl DeleteOptions {
     /// Every key starting with the key.
     pub fn with_prefix(mut self) -> DeleteOptions {
         self.prefix = true;
+        self
+    }
+
+    /// Every key from the key on.
+    pub fn with_from_key(mut self) -> DeleteOptions {
+        self.from_key = true;
         self
     }
 

@@ -70,6 +70,24 @@ impl WatchOptions {
         self
     }
 
+    /// Every key from the key on.
+    pub fn with_from_key(mut self) -> WatchOptions {
+        self.from_key = true;
+        self
+    }
+
+    /// Keys in `[key, end)`.
+    pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> WatchOptions {
+        self.range_end = Some(end.into());
+        self
+    }
+
+    /// Leaves out events of type `filter` (puts or deletes).
+    pub fn with_filter(mut self, filter: FilterType) -> WatchOptions {
+        self.filters.push(filter);
+        self
+    }
+
     /// Starts at `revision`.
     pub fn with_start_revision(mut self, revision: i64) -> WatchOptions {
         self.start_revision = revision;

@@ -411,3 +411,126 @@ fn lease_keeper_keeps_a_lease_until_dropped() {
         ));
     });
 }
+
+#[test]
+fn typed_api_round_trips() {
+    use sett_client::etcdserverpb::compare::CompareResult;
+    use sett_client::etcdserverpb::range_request::{SortOrder, SortTarget};
+    use sett_client::etcdserverpb::response_op::Response;
+    use sett_client::kv::{Compare, Op};
+    use sett_client::{DeleteOptions, TxnBuilder};
+
+    run_scenario("typed_api_round_trips", async {
+        let cluster = Cluster::start(ClusterOptions::default());
+        let client = connect(cluster.client_urls()).await;
+        let kv = client.kv();
+
+        // Puts, a prefix range sorted and limited, a count.
+        for (k, v) in [("api/a", "3"), ("api/b", "1"), ("api/c", "2")] {
+            kv.put(k, v, PutOptions::new()).await.expect("put");
+        }
+        let prev = kv
+            .put("api/a", "4", PutOptions::new().with_prev_kv())
+            .await
+            .expect("put with prev_kv");
+        assert_eq!(text(&prev.prev_kv.expect("prev kv").value), "3");
+        let sorted = kv
+            .get(
+                "api/",
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Value, SortOrder::Descend)
+                    .with_limit(2),
+            )
+            .await
+            .expect("sorted range");
+        let keys: Vec<String> = sorted.kvs.iter().map(|kv| text(&kv.key)).collect();
+        assert_eq!(keys, ["api/a", "api/c"]);
+        assert!(sorted.more);
+        assert_eq!(sorted.count, 3);
+        let counted = kv
+            .get("api/", GetOptions::new().with_prefix().with_count_only())
+            .await
+            .expect("count");
+        assert_eq!((counted.count, counted.kvs.len()), (3, 0));
+
+        // A transaction: the compare fails, the else branch reads.
+        let txn = TxnBuilder::new()
+            .when([Compare::value("api/b", CompareResult::Equal, "nope")])
+            .and_then([Op::put("api/b", "changed", &PutOptions::new())])
+            .or_else([Op::get("api/b", &GetOptions::new()).expect("op")]);
+        let resp = kv.txn(txn).await.expect("txn");
+        assert!(!resp.succeeded);
+        match &resp.responses[0].response {
+            Some(Response::ResponseRange(r)) => assert_eq!(text(&r.kvs[0].value), "1"),
+            other => panic!("unexpected txn response {other:?}"),
+        }
+
+        // Delete a prefix with the deleted kvs.
+        let deleted = kv
+            .delete("api/", DeleteOptions::new().with_prefix().with_prev_kv())
+            .await
+            .expect("delete");
+        assert_eq!((deleted.deleted, deleted.prev_kvs.len()), (3, 3));
+
+        // Leases: listed, with their keys.
+        let lease = client.lease().grant(60, 0).await.expect("grant").id;
+        kv.put("api/leased", "x", PutOptions::new().with_lease(lease))
+            .await
+            .expect("put with lease");
+        // Members list leases from their own applied state (as etcd's do),
+        // so a lagging one may not list it at once.
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        loop {
+            let listed = client.lease().leases().await.expect("leases");
+            if listed.leases.iter().any(|l| l.id == lease) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lease {lease:#x} not listed: {listed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ttl = client.lease().time_to_live(lease, true).await.expect("ttl");
+        assert_eq!(ttl.keys.len(), 1);
+        client.lease().revoke(lease).await.expect("revoke");
+
+        // Cluster and maintenance.
+        let members = client.cluster().member_list().await.expect("members");
+        assert_eq!(members.members.len(), cluster.len());
+        let maintenance = client.maintenance();
+        let mut hashes = Vec::new();
+        let rev = kv
+            .get("api/", GetOptions::new().with_prefix())
+            .await
+            .expect("range")
+            .header
+            .expect("header")
+            .revision;
+        for url in cluster.client_urls() {
+            let status = maintenance.status(&url).await.expect("status");
+            assert_ne!(status.leader, 0);
+            // Every member applied `rev` once it answers a linearizable read.
+            let one = connect(vec![url.clone()]).await;
+            one.kv().get("api/", GetOptions::new()).await.expect("read");
+            let h = maintenance.hash_kv(&url, rev).await.expect("hash_kv");
+            hashes.push(h.hash);
+        }
+        assert!(
+            hashes.windows(2).all(|w| w[0] == w[1]),
+            "members disagree: {hashes:?}"
+        );
+        let alarms = maintenance.alarms().await.expect("alarms");
+        assert!(alarms.alarms.is_empty());
+        let mut snapshot = maintenance.snapshot().await.expect("snapshot");
+        let mut bytes = 0usize;
+        let mut chunks = 0usize;
+        while let Some(chunk) = snapshot.next().await.expect("snapshot chunk") {
+            bytes += chunk.blob.len();
+            chunks += 1;
+            assert!(chunks < 1_000_000, "snapshot does not end");
+        }
+        assert!(bytes > 0, "empty snapshot");
+    });
+}
