@@ -6,9 +6,13 @@
 //! not among them. Reads rotate over the configured endpoints, skipping
 //! for a moment those that just failed. Mutations go to the leader,
 //! learned from `Maintenance.Status` (each member names the leader) and
-//! `Cluster.MemberList` (the leader's client URLs), at connect and again
-//! after a retryable failure; while no leader can be confirmed they are
-//! sent like reads (any member forwards writes to the leader).
+//! `Cluster.MemberList` (the leader's client URLs; the leader must confirm
+//! it leads), at connect and again after a retryable failure. While the
+//! members answer but none can be confirmed as leader (an election), a
+//! mutation waits and looks again, for at most
+//! [`crate::RetryOptions::leader_wait`]; after that, or when no member
+//! answers Status at all, mutations are sent like reads (any member
+//! forwards writes to the leader).
 //!
 //! Thread-safety: a [`Client`] is a handle on shared state (`Arc`); clones
 //! are cheap and may be used from any task at once.

@@ -11,7 +11,11 @@
 //!   end, so a SIGTERM does not stop a member that serves a watch.) A
 //!   watch from a compacted revision then fails with the compact revision;
 //! - the lease keeper keeps a lease alive past its TTL, dropping it lets
-//!   the lease expire, and it stops once the lease is revoked.
+//!   the lease expire, and it stops once the lease is revoked;
+//! - the typed calls round-trip: put with prev_kv, sorted, limited and
+//!   counted ranges, a transaction built with `TxnBuilder`, prefix delete,
+//!   lease listing and time-to-live with keys, member list, per-member
+//!   status and `HashKV` (equal on every member), alarms, a snapshot.
 //!
 //! Every wait is bounded; no assertion is about timing.
 //!
