@@ -460,6 +460,11 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     } else {
         print!("\n{report}");
     }
+    let failed = runs
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+        .count();
+    ensure!(failed == 0, "{failed} run(s) failed; see the table");
     Ok(())
 }
 
