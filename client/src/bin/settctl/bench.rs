@@ -328,7 +328,8 @@ async fn load(
 
 /// The workload's name as given on the command line.
 pub fn workload_name(args: &BenchArgs) -> String {
-    args.workload
-        .to_possible_value()
-        .map_or_else(|| format!("{:?}", args.workload), |v| v.get_name().to_string())
+    args.workload.to_possible_value().map_or_else(
+        || format!("{:?}", args.workload),
+        |v| v.get_name().to_string(),
+    )
 }

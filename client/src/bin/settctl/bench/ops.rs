@@ -153,7 +153,7 @@ impl Op {
             Workload::NativeTxn => {
                 let (read, write) = (self.key(n), self.key(n));
                 let attempts = AtomicU64::new(0);
-                                self.txns
+                self.txns
                     .update(|tx| {
                         attempts.fetch_add(1, Ordering::Relaxed);
                         let (read, write, value) = (read.clone(), write.clone(), value.clone());
@@ -200,8 +200,12 @@ pub async fn watch_latency(
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<Result<()>>(args.streams);
     let mut tasks = Vec::new();
     for s in 0..args.streams {
-        let (args, sent, delivered, ready_tx) =
-            (args.clone(), sent.clone(), delivered.clone(), ready_tx.clone());
+        let (args, sent, delivered, ready_tx) = (
+            args.clone(),
+            sent.clone(),
+            delivered.clone(),
+            ready_tx.clone(),
+        );
         let mut client = WatchClient::new(conns[s % conns.len()].clone());
         tasks.push(tokio::spawn(async move {
             let mut hist = stats::histogram();
@@ -241,8 +245,12 @@ pub async fn watch_latency(
                 }
                 for ev in &resp.events {
                     let Some(kv) = &ev.kv else { continue };
-                    let Some(seq) = sequence(&kv.value) else { continue };
-                    let at = sent.get(seq as usize).and_then(|m| *m.lock().expect("not poisoned"));
+                    let Some(seq) = sequence(&kv.value) else {
+                        continue;
+                    };
+                    let at = sent
+                        .get(seq as usize)
+                        .and_then(|m| *m.lock().expect("not poisoned"));
                     if let Some(at) = at {
                         stats::record(&mut hist, at.elapsed());
                         mine += 1;
@@ -305,7 +313,8 @@ pub async fn watch_latency(
     let mut hist = stats::histogram();
     for t in tasks {
         if t.is_finished() {
-            hist.add(&t.await.context("watch task")?).expect("same bounds");
+            hist.add(&t.await.context("watch task")?)
+                .expect("same bounds");
         } else {
             t.abort();
         }
