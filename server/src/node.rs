@@ -607,7 +607,15 @@ fn serve(
             let _ = stopped.wait_for(|s| *s).await;
         };
         let server = tonic::transport::Server::builder().add_routes(routes.clone());
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Requests and answers are small and latency-bound: send each at
+        // once (Nagle's algorithm against delayed ACKs costs ~40 ms).
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|s| {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY not set: {e}");
+                }
+            })
+        });
         servers.push(if clients {
             let incoming = incoming.map(|conn| conn.map(AuthorityFix::new));
             tokio::spawn(server.serve_with_incoming_shutdown(incoming, shutdown))
