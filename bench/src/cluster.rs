@@ -164,9 +164,16 @@ impl Workload {
         }
     }
 
-    /// The arguments after `bench <workload>` (without `--json`,
+    /// The arguments after `settctl bench` (without `--prefill`).
+    fn bench_args(self, opts: &ClusterArgs) -> Vec<String> {
+        let mut args = vec![self.settctl_workload().to_owned(), "--json".to_owned()];
+        args.extend(self.load_args(opts));
+        args
+    }
+
+    /// The arguments after `settctl bench <workload> --json` (without
     /// `--prefill`).
-    fn settctl_args(self, opts: &ClusterArgs) -> Vec<String> {
+    fn load_args(self, opts: &ClusterArgs) -> Vec<String> {
         let Some(base) = self.base_total() else {
             return Vec::new();
         };
@@ -262,6 +269,9 @@ struct BenchOutput {
     ops: Option<u64>,
     #[serde(default)]
     errors: Option<u64>,
+    /// Operations retried (native-txn conflicts), when settctl counts them.
+    #[serde(default)]
+    retries: Option<u64>,
     #[serde(default)]
     seconds: Option<f64>,
     #[serde(default)]
@@ -517,7 +527,7 @@ fn run_system(
             runs.push(run);
         };
     let record = |runs: &mut Vec<Run>, w: Workload, outcome: Outcome| {
-        record_with_args(runs, w, w.settctl_args(args), outcome)
+        record_with_args(runs, w, w.bench_args(args), outcome)
     };
     if workloads.iter().all(|w| !w.supported_by(system)) {
         for &w in workloads {
@@ -567,8 +577,7 @@ fn run_system(
             record(runs, w, Outcome::Failed(format!("{e:#}")));
             continue;
         }
-        let mut bench_args = vec![w.settctl_workload().to_owned(), "--json".to_owned()];
-        bench_args.extend(w.settctl_args(args));
+        let mut bench_args = w.bench_args(args);
         let prefill = w.reads_keys() && !prefilled;
         if prefill {
             bench_args.push(format!("--prefill={KEY_SPACE}"));

@@ -334,6 +334,7 @@ fn side(run: Option<&Run>) -> Value {
             "p99_us": out.latency_us.as_ref().and_then(|l| l.p99),
             "ops": out.ops,
             "errors": out.errors,
+            "retries": out.retries,
             "seconds": out.seconds,
         }),
     }
