@@ -44,7 +44,16 @@ impl Kv for KvService {
         if !req.serializable {
             self.ctx.read_barrier().await?;
         }
-        let mut resp = self.ctx.read(|store| store.range(&req))?;
+        let mut resp = if req.range_end.is_empty() {
+            self.ctx.read(|store| store.range(&req))?
+        } else {
+            // A range may visit many keys: off the async workers, so a
+            // large read cannot hold up heartbeats and other requests.
+            let ctx = self.ctx.clone();
+            tokio::task::spawn_blocking(move || ctx.read(|store| store.range(&req)))
+                .await
+                .map_err(|e| Status::internal(format!("range task failed: {e}")))??
+        };
         self.ctx.fill_header(&mut resp, None);
         Ok(GrpcResponse::new(resp))
     }

@@ -70,6 +70,7 @@ mod error;
 mod events;
 mod keys;
 mod lease;
+mod live_keys;
 mod native;
 mod snapshot;
 mod store;

@@ -5,8 +5,9 @@ use super::error::{EtcdError, MvccError, Result};
 use super::keys::{
     self, decode_i64, encode_i64, KeyRange, Record, DATA, META_COMPACTED, META_REVISION,
 };
+use super::live_keys::LiveKeys;
 use super::view::View;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use sett_engine::{Db, IterOptions, Options, Txn};
 use sett_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use sett_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
@@ -37,6 +38,9 @@ pub struct MvccStore {
     /// stays at or below the oldest, so a read that passed the compaction
     /// check never loses its versions.
     pub(crate) readers: Mutex<BTreeMap<i64, usize>>,
+    /// The live keys at (usually) the current revision, for Range counts;
+    /// updated by every commit that changes the data area.
+    pub(crate) live: RwLock<LiveKeys>,
 }
 
 /// Result of [`MvccStore::hash_kv`].
@@ -99,6 +103,7 @@ impl MvccStore {
         };
         assert!(current >= 1 && compacted >= 0 && compacted <= current);
         db.set_discard_ts(compacted as u64)?;
+        let live = load_live_keys(&db, current)?;
         let (revision_tx, _) = tokio::sync::watch::channel(current);
         Ok(MvccStore {
             db,
@@ -108,6 +113,7 @@ impl MvccStore {
             revision_tx,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             readers: Mutex::new(BTreeMap::new()),
+            live: RwLock::new(live),
         })
     }
 
@@ -197,7 +203,12 @@ impl MvccStore {
             base: &txn,
             overlay: None,
         };
-        let mut resp = range_in(&view, req)?;
+        // The index describes one revision; at any other the scan counts.
+        let counted = {
+            let live = self.live.read();
+            (live.rev == rev).then(|| live.count(&KeyRange::new(&req.key, &req.range_end)))
+        };
+        let mut resp = range_in(&view, req, counted)?;
         resp.header = MvccStore::header(current);
         Ok(resp)
     }
@@ -334,9 +345,33 @@ pub fn check_range(req: &RangeRequest) -> Result<()> {
     Ok(())
 }
 
-/// Range on a view, with etcd's limit / filter / sort rules. The header is
-/// left for the caller.
-pub(crate) fn range_in(view: &View<'_>, req: &RangeRequest) -> Result<RangeResponse> {
+/// The live user keys at `rev`, read from the data area.
+fn load_live_keys(db: &Db, rev: i64) -> Result<LiveKeys> {
+    let txn = db.begin_read_at(rev as u64)?;
+    let mut it = txn.iter(IterOptions {
+        lower_bound: Some(vec![DATA]),
+        upper_bound: Some(vec![DATA + 1]),
+        keys_only: true,
+        ..IterOptions::default()
+    });
+    it.rewind()?;
+    let mut keys = Vec::new();
+    while it.valid() {
+        keys.push(Box::<[u8]>::from(&it.item().key()[1..]));
+        it.next()?;
+    }
+    Ok(LiveKeys::from_sorted(rev, keys))
+}
+
+/// Range on a view, with etcd's limit / filter / sort rules. `counted`, if
+/// known, is the number of live keys in the range (the scan then stops
+/// once it has the key-values it returns). The header is left for the
+/// caller.
+pub(crate) fn range_in(
+    view: &View<'_>,
+    req: &RangeRequest,
+    counted: Option<i64>,
+) -> Result<RangeResponse> {
     let range = KeyRange::new(&req.key, &req.range_end);
     let order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
     let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
@@ -355,7 +390,7 @@ pub(crate) fn range_in(view: &View<'_>, req: &RangeRequest) -> Result<RangeRespo
             .unwrap_or(usize::MAX)
             .saturating_add(1)
     };
-    let (mut kvs, count) = view.scan(&range, decode_max)?;
+    let (mut kvs, count) = view.scan(&range, decode_max, counted)?;
     kvs.retain(|kv| {
         !(req.max_mod_revision != 0 && kv.mod_revision > req.max_mod_revision
             || req.min_mod_revision != 0 && kv.mod_revision < req.min_mod_revision

@@ -110,7 +110,7 @@ fn compare(view: &View<'_>, c: &Compare) -> Result<bool> {
     let Ok(target) = CompareTarget::try_from(c.target) else {
         return Ok(compare_result(c, Ordering::Equal));
     };
-    let (kvs, _) = view.scan(&KeyRange::new(&c.key, &c.range_end), usize::MAX)?;
+    let (kvs, _) = view.scan(&KeyRange::new(&c.key, &c.range_end), usize::MAX, None)?;
     if kvs.is_empty() {
         if target == CompareTarget::Value {
             return Ok(false);
@@ -211,7 +211,7 @@ fn execute(
             Some(Request::RequestRange(r)) => {
                 let rev = ctx.rev();
                 let mut resp = if r.revision <= 0 || r.revision == rev {
-                    range_in(&ctx.view(), r)?
+                    range_in(&ctx.view(), r, None)?
                 } else {
                     let txn = ctx.store().read_at(r.revision)?;
                     range_in(
@@ -220,6 +220,7 @@ fn execute(
                             overlay: None,
                         },
                         r,
+                        None,
                     )?
                 };
                 resp.header = MvccStore::header(rev);

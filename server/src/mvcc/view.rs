@@ -38,8 +38,14 @@ impl View<'_> {
 
     /// Live keys in `range`, in key order: the first `decode_max` as full
     /// key-values, plus the total count. Keys past `decode_max` are only
-    /// counted (their values are never read).
-    pub(crate) fn scan(&self, range: &KeyRange, decode_max: usize) -> Result<(Vec<KeyValue>, i64)> {
+    /// counted (their values are never read); with `counted` (the count,
+    /// known from elsewhere) they are not visited at all.
+    pub(crate) fn scan(
+        &self,
+        range: &KeyRange,
+        decode_max: usize,
+        counted: Option<i64>,
+    ) -> Result<(Vec<KeyValue>, i64)> {
         let mut kvs = Vec::new();
         let mut count = 0i64;
         if range.is_empty() {
@@ -69,6 +75,11 @@ impl View<'_> {
         it.rewind()?;
         let mut j = 0;
         loop {
+            if let Some(n) = counted {
+                if kvs.len() >= decode_max {
+                    return Ok((kvs, n));
+                }
+            }
             let engine_key = it.valid().then(|| it.item().key()[1..].to_vec());
             let pend = pending.get(j);
             let take_pending = match (&engine_key, pend) {

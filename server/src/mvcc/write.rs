@@ -117,7 +117,7 @@ impl<'s> WriteCtx<'s> {
 
     /// Deletes every live key in `range`; returns their previous values.
     pub(crate) fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>> {
-        let (prevs, _) = self.view().scan(range, usize::MAX)?;
+        let (prevs, _) = self.view().scan(range, usize::MAX, None)?;
         for p in &prevs {
             if p.lease != 0 {
                 self.attach.insert((p.lease, p.key.to_vec()), false);
@@ -182,10 +182,10 @@ impl<'s> WriteCtx<'s> {
         }
         let store = self.store;
         let mut w = store.db.begin_write_at(self.begin as u64)?;
-        for (k, rec) in self.overlay {
+        for (k, rec) in &self.overlay {
             match rec {
-                Some(r) => w.set(keys::data_key(&k), r.encode())?,
-                None => w.delete(keys::data_key(&k))?,
+                Some(r) => w.set(keys::data_key(k), r.encode())?,
+                None => w.delete(keys::data_key(k))?,
             }
         }
         for (i, (t, k)) in self.events.iter().enumerate() {
@@ -215,6 +215,18 @@ impl<'s> WriteCtx<'s> {
         drop(self.base);
         w.commit_at(ts as u64)?;
         if changed {
+            // Before `current` moves: a read that sees the new revision
+            // finds the index at it too (or, in between, at another one,
+            // and counts by scanning).
+            let mut live = store.live.write();
+            for (k, rec) in &self.overlay {
+                match rec {
+                    Some(_) => live.insert(k),
+                    None => live.remove(k),
+                }
+            }
+            live.rev = ts;
+            drop(live);
             store.current.store(ts, Ordering::Release);
             store.revision_tx.send_replace(ts);
         }
