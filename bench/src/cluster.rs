@@ -124,7 +124,9 @@ impl Workload {
             Workload::RangeLimit => "range from a random existing key, limit 100, linearizable",
             Workload::TxnPut => "txn with one put",
             Workload::TxnMixed => "txn mixing compares, gets and puts",
-            Workload::WatchLatency => "put to watch event (settctl defaults)",
+            Workload::WatchLatency => {
+                "put to watch event (settctl defaults; ops/s is the paced put rate)"
+            }
             Workload::NativeTxn => "sett.v1 native transaction (sett only)",
         }
     }
