@@ -388,14 +388,13 @@ fn read_state(store: &MvccStore) -> Result<AppliedState, StoreError> {
 
 impl MvccApplier {
     /// Opens (creating if needed) the store under `root` with
-    /// [`MvccStore::default_options`] and etcd's default `--max-txn-ops`.
+    /// [`MvccStore::default_options`] without fsync per commit (see
+    /// "Durability" above) and etcd's default `--max-txn-ops`.
     pub fn open(root: impl Into<PathBuf>) -> Result<MvccApplier, StoreError> {
         let root = root.into();
-        MvccApplier::open_with(
-            root.clone(),
-            MvccStore::default_options(root),
-            DEFAULT_MAX_TXN_OPS,
-        )
+        let mut options = MvccStore::default_options(root.clone());
+        options.sync_writes = false;
+        MvccApplier::open_with(root, options, DEFAULT_MAX_TXN_OPS)
     }
 
     /// Opens the store under `root` with engine `options` (their `dir` is
