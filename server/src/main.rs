@@ -119,7 +119,8 @@ fn run_member(flags: &Flags) -> ExitCode {
         }
     };
     init_tracing(cfg.log_level);
-    let result = runtime().block_on(async {
+    let rt = runtime();
+    let result = rt.block_on(async {
         let mut signals = StopSignals::install();
         let node = Node::start(cfg, |dir| MvccApplier::open(dir)).await?;
         tokio::select! {
@@ -130,6 +131,9 @@ fn run_member(flags: &Flags) -> ExitCode {
         }
         node.shutdown().await
     });
+    // Blocking work still running (e.g. a snapshot file written for a
+    // client that has gone) does not hold the exit up.
+    rt.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -138,6 +142,10 @@ fn run_member(flags: &Flags) -> ExitCode {
         }
     }
 }
+
+/// How long the runtime waits for blocking work once the member has
+/// stopped.
+const RUNTIME_SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
 /// Members of the playground.
 const PLAYGROUND_MEMBERS: usize = 3;

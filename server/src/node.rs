@@ -53,11 +53,14 @@ pub trait NodeApplier: Applier + Sized {
 
     /// The gRPC services this state machine offers clients on
     /// `--listen-client-urls`, if any (none: the client URLs are not
-    /// bound).
+    /// bound). `stopped` turns true when the member stops: streaming
+    /// calls must end then, or the graceful shutdown waits for them (up
+    /// to [`SHUTDOWN_GRACE`]).
     fn client_routes(
         _applier: &Arc<Self>,
         _proposer: &Proposer,
         _config: &MemberConfig,
+        _stopped: &tokio::sync::watch::Receiver<bool>,
     ) -> Option<tonic::service::Routes> {
         None
     }
@@ -434,7 +437,7 @@ impl<A: NodeApplier> Node<A> {
         let peer_routes =
             tonic::service::Routes::new(RaftService::new(raft.clone(), me).into_server());
         let peer_addrs = serve(listeners, peer_routes, false, &stopped, &mut servers)?;
-        let client_addrs = match A::client_routes(&applier, &proposer, &cfg) {
+        let client_addrs = match A::client_routes(&applier, &proposer, &cfg, &stopped) {
             Some(routes) => serve(client_listeners, routes, true, &stopped, &mut servers)?,
             None => Vec::new(),
         };
@@ -562,13 +565,28 @@ impl<A: NodeApplier> Node<A> {
     }
 
     /// Stops serving, stops the Raft group and closes the databases.
+    ///
+    /// Serving stops gracefully: no new connections or calls are taken,
+    /// calls in flight finish, and streaming calls (Watch,
+    /// LeaseKeepAlive, Snapshot) end with `etcdserver: server stopped`.
+    /// Connections still open after [`SHUTDOWN_GRACE`] are abandoned.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.stop.send(true);
-        for server in self.servers {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("server: {e}"),
-                Err(e) => tracing::warn!("server task: {e}"),
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut server in self.servers {
+            match tokio::time::timeout_at(deadline, &mut server.task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!("{} server on {}: {e}", server.kind, server.addr),
+                Ok(Err(e)) => tracing::warn!("{} server task on {}: {e}", server.kind, server.addr),
+                Err(_) => {
+                    tracing::warn!(
+                        "{} server on {}: connections still open {SHUTDOWN_GRACE:?} after \
+                         stopping; closing them",
+                        server.kind,
+                        server.addr
+                    );
+                    server.task.abort();
+                }
             }
         }
         self.raft
@@ -583,7 +601,18 @@ impl<A: NodeApplier> Node<A> {
     }
 }
 
-type ServerTask = JoinHandle<Result<(), tonic::transport::Error>>;
+/// How long a stopping member waits for open connections and calls to
+/// finish before it closes them anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One listener's server.
+struct ServerTask {
+    /// `"client"` or `"peer"`.
+    kind: &'static str,
+    /// The listening address.
+    addr: SocketAddr,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
 
 /// Serves `routes` on each listener until `stopped` turns true; returns
 /// the bound addresses. Client connections (`clients`) pass through
@@ -598,10 +627,11 @@ fn serve(
     use tokio_stream::StreamExt;
     let mut addrs = Vec::with_capacity(listeners.len());
     for listener in listeners {
-        addrs.push(listener.local_addr().map_err(|source| NodeError::Bind {
+        let addr = listener.local_addr().map_err(|source| NodeError::Bind {
             url: "listener".into(),
             source,
-        })?);
+        })?;
+        addrs.push(addr);
         let mut stopped = stopped.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -616,11 +646,16 @@ fn serve(
                 }
             })
         });
-        servers.push(if clients {
+        let task = if clients {
             let incoming = incoming.map(|conn| conn.map(AuthorityFix::new));
             tokio::spawn(server.serve_with_incoming_shutdown(incoming, shutdown))
         } else {
             tokio::spawn(server.serve_with_incoming_shutdown(incoming, shutdown))
+        };
+        servers.push(ServerTask {
+            kind: if clients { "client" } else { "peer" },
+            addr,
+            task,
         });
     }
     Ok(addrs)

@@ -14,7 +14,8 @@
 //! - **KeepAlive / TimeToLive**: answered by the leader; a follower
 //!   forwards each to the leader's client URL (from the membership) and
 //!   relays the answer. As in etcd, a keep-alive of an unknown lease
-//!   answers TTL 0 and a time-to-live TTL -1.
+//!   answers TTL 0 and a time-to-live TTL -1. A keep-alive stream ends
+//!   with `etcdserver: server stopped` when the member stops.
 //! - **Leases**: the lease list of this member's store.
 
 use super::{is_forwarded, ApiContext, FORWARDED};
@@ -290,8 +291,21 @@ impl Lease for LeaseService {
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let svc = self.clone();
+        let stopped = self.ctx.stopped();
         tokio::spawn(async move {
-            while let Some(Ok(req)) = incoming.next().await {
+            tokio::pin!(stopped);
+            loop {
+                let req = tokio::select! {
+                    msg = incoming.next() => match msg {
+                        Some(Ok(req)) => req,
+                        // The client closed its side or the stream broke.
+                        Some(Err(_)) | None => return,
+                    },
+                    // The member stops (the response stream ends with
+                    // `server stopped`), or the client went away.
+                    () = &mut stopped => return,
+                    () = tx.closed() => return,
+                };
                 let reply = match svc.keep_alive_once(req.id, forwarded).await {
                     Ok(ttl) => {
                         let mut resp = LeaseKeepAliveResponse {
@@ -311,9 +325,7 @@ impl Lease for LeaseService {
                 }
             }
         });
-        Ok(GrpcResponse::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(GrpcResponse::new(Box::pin(self.ctx.until_stopped(rx))))
     }
 
     async fn lease_time_to_live(

@@ -6,6 +6,7 @@
 //! (list from the store; raise and clear through Raft). MoveLeader and Downgrade answer `UNIMPLEMENTED`.
 
 use super::ApiContext;
+use crate::mvcc::EtcdError;
 use sett_proto::etcdserverpb::maintenance_server::Maintenance;
 use sett_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse,
@@ -195,11 +196,16 @@ impl Maintenance for MaintenanceService {
         let store = self.ctx.store();
         let rev = store.current_revision();
         let dir = self.ctx.inner.data_dir.join(SNAPSHOT_TMP_DIR);
-        let (mut file, size) =
-            tokio::task::spawn_blocking(move || write_snapshot_file(&store, &dir))
-                .await
-                .map_err(|e| Status::internal(format!("snapshot task: {e}")))?
-                .map_err(|e| Status::internal(format!("snapshot: {e}")))?;
+        let written = tokio::task::spawn_blocking(move || write_snapshot_file(&store, &dir));
+        // A stopping member does not wait for the file (the writer fails
+        // once the store is closed).
+        let written = tokio::select! {
+            w = written => w,
+            () = self.ctx.stopped() => return Err(EtcdError::STOPPED.to_status()),
+        };
+        let (mut file, size) = written
+            .map_err(|e| Status::internal(format!("snapshot task: {e}")))?
+            .map_err(|e| Status::internal(format!("snapshot: {e}")))?;
         let mut header = SnapshotResponse::default();
         self.ctx.fill_header(&mut header, Some(rev));
         let header = header.header;
@@ -226,9 +232,9 @@ impl Maintenance for MaintenanceService {
                 first = false;
             }
         });
-        Ok(GrpcResponse::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        // Ends with `server stopped` when the member stops; the reader
+        // then finds the queue gone and ends too.
+        Ok(GrpcResponse::new(Box::pin(self.ctx.until_stopped(rx))))
     }
 
     async fn move_leader(

@@ -75,6 +75,8 @@ struct Inner {
     /// Channels to other members' client URLs, for calls only the leader
     /// answers (lease keep-alives, membership changes).
     channels: parking_lot::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    /// Turns true when the member stops: streaming calls end then.
+    stopped: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Metadata marking a call one member forwarded to the leader (the leader
@@ -143,7 +145,12 @@ has_header!(
 );
 
 impl ApiContext {
-    fn new(proposer: Proposer, applier: Arc<MvccApplier>, cfg: &MemberConfig) -> ApiContext {
+    fn new(
+        proposer: Proposer,
+        applier: Arc<MvccApplier>,
+        cfg: &MemberConfig,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> ApiContext {
         ApiContext {
             inner: Arc::new(Inner {
                 proposer,
@@ -159,6 +166,7 @@ impl ApiContext {
                 data_dir: cfg.data_dir.clone(),
                 channels: parking_lot::Mutex::default(),
                 quorum_ok: std::sync::atomic::AtomicBool::new(true),
+                stopped,
             }),
         }
     }
@@ -170,6 +178,30 @@ impl ApiContext {
 
     fn proposer(&self) -> &Proposer {
         &self.inner.proposer
+    }
+
+    /// Resolves once the member stops (or has gone).
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopped = self.inner.stopped.clone();
+        async move {
+            // An error means the member is gone: stopped as well.
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }
+
+    /// The response stream of a streaming call fed by `rx`: ends with
+    /// etcd's `etcdserver: server stopped` (Unavailable) as soon as the
+    /// member stops, so that a graceful shutdown never waits for a
+    /// stream a client keeps open (the producer notices that `rx` is
+    /// gone and ends too).
+    fn until_stopped<T>(
+        &self,
+        rx: tokio::sync::mpsc::Receiver<Result<T, Status>>,
+    ) -> UntilStopped<T> {
+        UntilStopped {
+            rx: Some(rx),
+            stop: Box::pin(self.stopped()),
+        }
     }
 
     /// Fills the cluster, member and term fields of `resp`'s header,
@@ -336,6 +368,41 @@ impl ApiContext {
     }
 }
 
+/// A streaming call's responses until the member stops; see
+/// [`ApiContext::until_stopped`].
+pub(crate) struct UntilStopped<T> {
+    /// `None` once the stream has ended.
+    rx: Option<tokio::sync::mpsc::Receiver<Result<T, Status>>>,
+    stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl<T> tokio_stream::Stream for UntilStopped<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(rx) = this.rx.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if this.stop.as_mut().poll(cx).is_ready() {
+            // Dropping the receiver tells the producer to end.
+            this.rx = None;
+            return Poll::Ready(Some(Err(EtcdError::STOPPED.to_status())));
+        }
+        match rx.poll_recv(cx) {
+            Poll::Ready(None) => {
+                this.rx = None;
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
 /// Keeps [`Inner::quorum_ok`] current: while this member leads, it
 /// confirms its leadership with a quorum every `interval` (a ReadIndex
 /// round), bounded by `timeout`. Ends when the Raft group stops.
@@ -447,8 +514,9 @@ impl NodeApplier for MvccApplier {
         applier: &Arc<Self>,
         proposer: &Proposer,
         config: &MemberConfig,
+        stopped: &tokio::sync::watch::Receiver<bool>,
     ) -> Option<tonic::service::Routes> {
-        let ctx = ApiContext::new(proposer.clone(), applier.clone(), config);
+        let ctx = ApiContext::new(proposer.clone(), applier.clone(), config, stopped.clone());
         let election = Duration::from_millis(config.election_timeout_ms);
         tokio::spawn(watch_quorum(ctx.clone(), election / 2, election));
         let limit = ctx

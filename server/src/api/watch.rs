@@ -28,6 +28,9 @@
 //! been sent up to (the current one once all are caught up); `fragment`
 //! splits a
 //! response larger than the request size limit holding several events.
+//!
+//! When the member stops, every stream ends at once with etcd's
+//! `etcdserver: server stopped` (Unavailable); clients resume elsewhere.
 
 use super::ApiContext;
 use crate::mvcc::{EtcdError, KeyRange, MvccError, MvccStore};
@@ -97,9 +100,7 @@ impl Watch for WatchService {
             next_auto_id: 0,
         };
         tokio::spawn(session.run(incoming, self.progress_interval));
-        Ok(GrpcResponse::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(GrpcResponse::new(Box::pin(self.ctx.until_stopped(rx))))
     }
 }
 
@@ -146,6 +147,8 @@ impl Session {
         let mut store = stores.borrow_and_update().clone();
         let mut revisions = store.subscribe();
         let out = self.out.clone();
+        let stopped = self.ctx.stopped();
+        tokio::pin!(stopped);
         let mut progress = tokio::time::interval_at(
             tokio::time::Instant::now() + progress_interval,
             progress_interval,
@@ -176,6 +179,9 @@ impl Session {
                 }
                 _ = progress.tick() => self.progress_tick(&store).await,
                 () = out.closed() => Err(Gone),
+                // The member stops: the response stream ends with
+                // `server stopped` and the client's requests are dropped.
+                () = &mut stopped => Err(Gone),
             };
             if step.is_err() {
                 return;
