@@ -20,4 +20,5 @@ pub mod mvcc;
 pub mod network;
 pub mod node;
 pub mod raft;
+mod read_batch;
 pub mod testing;

@@ -31,6 +31,7 @@ use crate::raft::{
     Applier, KvApplier, LogStore, NodeId, Request, SettNode, StateMachineStore, StoreError,
     TypeConfig,
 };
+use crate::read_batch::ReadBatch;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::raft::ClientWriteResponse;
 use openraft::SnapshotPolicy;
@@ -124,6 +125,9 @@ pub enum ReadError {
     /// Asking the leader failed.
     #[error(transparent)]
     ReadIndex(#[from] ReadIndexError),
+    /// Asking the leader failed (in a round shared with other reads).
+    #[error("read index: {0}")]
+    LeaderChanged(String),
     /// The local Raft stopped.
     #[error("raft: {0}")]
     Raft(String),
@@ -140,7 +144,31 @@ pub struct Proposer {
     raft: Raft,
     network: GrpcNetworkFactory,
     me: NodeId,
+    /// Concurrent linearizable reads share ReadIndex rounds.
+    reads: Arc<ReadBatch<ReadRound>>,
 }
+
+/// The outcome of one ReadIndex round, shared by the reads that waited
+/// for it.
+#[derive(Debug, Clone)]
+enum ReadRound {
+    /// The leader's commit index, confirmed with a quorum.
+    Index(u64),
+    /// Leadership moved while asking: ask again.
+    Retry,
+    /// No leader, or it could not confirm itself with a quorum.
+    NoLeader,
+    /// The round did not finish in time.
+    Timeout,
+    /// Asking the leader failed.
+    LeaderChanged(String),
+    /// The local Raft stopped.
+    Stopped(String),
+}
+
+/// Bound on one shared ReadIndex round (each read also has its own
+/// deadline).
+const READ_ROUND_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Proposer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,41 +264,27 @@ impl Proposer {
         let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut last = ReadError::NoLeader;
         for _ in 0..LEADER_CHANGE_ATTEMPTS {
-            let Some((leader, node)) = self.leader() else {
-                return Err(ReadError::NoLeader);
-            };
-            let index = if leader == self.me {
-                let checked = tokio::time::timeout(left(), self.raft.get_read_log_id()).await;
-                match checked {
-                    Err(_) => return Err(ReadError::Timeout),
-                    Ok(Ok((read_log_id, _))) => read_log_id.map_or(0, |l| l.index),
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
-                        last = ReadError::NoLeader;
-                        continue;
-                    }
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
-                        return Err(ReadError::NoLeader)
-                    }
-                    Ok(Err(e)) => return Err(ReadError::Raft(e.to_string())),
+            let me = self.clone();
+            let round = tokio::time::timeout(
+                left(),
+                self.reads.join(move || {
+                    let me = me.clone();
+                    async move { me.read_round().await }
+                }),
+            )
+            .await;
+            let index = match round {
+                Err(_) => return Err(ReadError::Timeout),
+                Ok(None) => return Err(ReadError::Raft("read round ended".into())),
+                Ok(Some(ReadRound::Index(i))) => i,
+                Ok(Some(ReadRound::Retry)) => {
+                    last = ReadError::NoLeader;
+                    continue;
                 }
-            } else {
-                let Some(node) = node else {
-                    return Err(ReadError::NoLeader);
-                };
-                match self.network.read_index(leader, &node, left()).await {
-                    Ok(i) => i,
-                    Err(ReadIndexError::Remote(RaftError::APIError(
-                        CheckIsLeaderError::ForwardToLeader(_),
-                    ))) => {
-                        last = ReadError::NoLeader;
-                        continue;
-                    }
-                    Err(ReadIndexError::Remote(RaftError::APIError(
-                        CheckIsLeaderError::QuorumNotEnough(_),
-                    ))) => return Err(ReadError::NoLeader),
-                    Err(ReadIndexError::Timeout(_)) => return Err(ReadError::Timeout),
-                    Err(e) => return Err(e.into()),
-                }
+                Ok(Some(ReadRound::NoLeader)) => return Err(ReadError::NoLeader),
+                Ok(Some(ReadRound::Timeout)) => return Err(ReadError::Timeout),
+                Ok(Some(ReadRound::LeaderChanged(e))) => return Err(ReadError::LeaderChanged(e)),
+                Ok(Some(ReadRound::Stopped(e))) => return Err(ReadError::Raft(e)),
             };
             return match self
                 .raft
@@ -284,6 +298,47 @@ impl Proposer {
             };
         }
         Err(last)
+    }
+
+    /// One ReadIndex round: the leader's commit index, confirmed with a
+    /// quorum (locally when this member leads, else asked of the leader).
+    async fn read_round(&self) -> ReadRound {
+        let Some((leader, node)) = self.leader() else {
+            return ReadRound::NoLeader;
+        };
+        if leader == self.me {
+            let checked =
+                tokio::time::timeout(READ_ROUND_TIMEOUT, self.raft.get_read_log_id()).await;
+            return match checked {
+                Err(_) => ReadRound::Timeout,
+                Ok(Ok((read_log_id, _))) => ReadRound::Index(read_log_id.map_or(0, |l| l.index)),
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+                    ReadRound::Retry
+                }
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                    ReadRound::NoLeader
+                }
+                Ok(Err(e)) => ReadRound::Stopped(e.to_string()),
+            };
+        }
+        let Some(node) = node else {
+            return ReadRound::NoLeader;
+        };
+        match self
+            .network
+            .read_index(leader, &node, READ_ROUND_TIMEOUT)
+            .await
+        {
+            Ok(i) => ReadRound::Index(i),
+            Err(ReadIndexError::Remote(RaftError::APIError(
+                CheckIsLeaderError::ForwardToLeader(_),
+            ))) => ReadRound::Retry,
+            Err(ReadIndexError::Remote(RaftError::APIError(
+                CheckIsLeaderError::QuorumNotEnough(_),
+            ))) => ReadRound::NoLeader,
+            Err(ReadIndexError::Timeout(_)) => ReadRound::Timeout,
+            Err(e) => ReadRound::LeaderChanged(e.to_string()),
+        }
     }
 }
 
@@ -430,6 +485,7 @@ impl<A: NodeApplier> Node<A> {
             raft: raft.clone(),
             network,
             me: cfg.node_id,
+            reads: Arc::default(),
         };
 
         let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -496,6 +496,10 @@ fn read_status(e: ReadError) -> Status {
             tracing::debug!("read index: {e}");
             EtcdError::LEADER_CHANGED.to_status()
         }
+        ReadError::LeaderChanged(e) => {
+            tracing::debug!("{e}");
+            EtcdError::LEADER_CHANGED.to_status()
+        }
         ReadError::Raft(e) => {
             tracing::error!("raft stopped: {e}");
             EtcdError::STOPPED.to_status()

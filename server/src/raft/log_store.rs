@@ -4,9 +4,17 @@
 //! - `append(entries, callback)`: the entries are written in one engine
 //!   commit (several only if they exceed one transaction's limits, in log
 //!   order, so a crash leaves a prefix). The database is opened with
-//!   `sync_writes`, so a commit returns only after the group commit's
-//!   fsync; the callback fires after that, and only on success. The entries
-//!   are readable when `append` returns.
+//!   `sync_writes`, so a commit completes only after the group commit's
+//!   fsync; the callback fires after that, with its outcome. `append`
+//!   returns once the commit is queued, without waiting for it: until the
+//!   commit completes the entries sit in an in-memory `pending` map that
+//!   every read consults first, so they are readable when `append`
+//!   returns. Openraft can then replicate them and queue the next append
+//!   while this one's fsync runs, and the engine's group commit shares
+//!   one fsync among the queued appends (as etcd overlaps its WAL fsync
+//!   with sending to followers).
+//! - `truncate` and `get_log_state` first wait until no append is in
+//!   flight, so they see (and delete) every appended entry.
 //! - `save_vote` returns after the vote's commit is fsynced.
 //! - `truncate(id)` deletes every entry with index `>= id.index`, highest
 //!   first (a crash in between leaves a shorter prefix of the old log, which
@@ -35,20 +43,23 @@
 //! whole files become collectable soon.
 //!
 //! # Threads
-//! All engine calls run on Tokio's blocking pool; the runtime never waits
-//! for an fsync (openraft's core task does await `append`, so one append's
-//! fsync is not overlapped with the next append; the engine's group commit
-//! still shares fsyncs with votes and other writers). [`LogStore`] is cheap to clone (clones share one `Db`);
-//! openraft uses a clone as the log reader of each replication task.
+//! Engine calls that wait run on Tokio's blocking pool; the runtime never
+//! waits for an fsync. An append only queues its commit; the callback runs
+//! on the engine's commit thread. [`LogStore`] is cheap to clone (clones
+//! share one `Db` and one `pending` map); openraft uses a clone as the log
+//! reader of each replication task.
 
 use super::error::{blocking, StoreError};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogId};
+use parking_lot::{Condvar, Mutex};
 use sett_engine::{Db, GcOutcome, IterOptions, Options, Txn};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::Arc;
 
 const LOG_PREFIX: &[u8] = b"log/";
 const VOTE_KEY: &[u8] = b"meta/vote";
@@ -105,6 +116,55 @@ fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Entry, StoreError> {
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Db,
+    pending: Arc<Pending>,
+}
+
+/// Entries whose append commit is queued but not yet complete, by index,
+/// and a signal for "none left".
+#[derive(Debug, Default)]
+struct Pending {
+    entries: Mutex<BTreeMap<u64, Entry>>,
+    drained: Condvar,
+}
+
+impl Pending {
+    fn add(&self, entries: &[Entry]) {
+        let mut p = self.entries.lock();
+        for e in entries {
+            p.insert(e.log_id.index, e.clone());
+        }
+    }
+
+    /// Forgets `ids` once their commit completed (an entry replaced since
+    /// by a newer append at the same index stays).
+    fn done(&self, ids: &[LogId]) {
+        let mut p = self.entries.lock();
+        for id in ids {
+            if p.get(&id.index).is_some_and(|e| e.log_id == *id) {
+                p.remove(&id.index);
+            }
+        }
+        if p.is_empty() {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Blocks until no append is in flight.
+    fn wait_drained(&self) {
+        let mut p = self.entries.lock();
+        while !p.is_empty() {
+            self.drained.wait(&mut p);
+        }
+    }
+
+    /// The pending entries with index in `[start, end)`.
+    fn range(&self, start: u64, end: Option<u64>) -> Vec<Entry> {
+        let p = self.entries.lock();
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        p.range((Bound::Included(start), upper))
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
 }
 
 impl LogStore {
@@ -124,6 +184,7 @@ impl LogStore {
         opts.managed = false;
         Ok(LogStore {
             db: Db::open(opts)?,
+            pending: Arc::default(),
         })
     }
 
@@ -188,6 +249,21 @@ impl LogStore {
     /// Commits `txn` and waits for it (durable: `sync_writes`).
     fn commit(txn: Txn) -> Result<(), StoreError> {
         Ok(txn.commit()?)
+    }
+
+    /// `entries` as one write transaction, or `None` if they exceed one
+    /// transaction's limits.
+    fn one_commit(&self, entries: &[Entry]) -> Result<Option<Txn>, StoreError> {
+        let mut txn = self.db.begin_write();
+        for entry in entries {
+            let e =
+                sett_engine::Entry::new(log_key(entry.log_id.index), postcard::to_allocvec(entry)?);
+            if !txn.would_fit(&e) {
+                return Ok(None);
+            }
+            txn.set_entry(e)?;
+        }
+        Ok(Some(txn))
     }
 
     fn append_blocking(db: &Db, entries: Vec<Entry>) -> Result<(), StoreError> {
@@ -309,10 +385,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let Some((start, end)) = index_range(&range) else {
             return Ok(Vec::new());
         };
+        // Pending entries first: one leaves `pending` only after the
+        // engine shows it, so no entry is missed in between. They are the
+        // newest run of the log, so when they cover `start` they are the
+        // whole answer.
+        let pending = self.pending.range(start, end);
+        if pending.first().is_some_and(|e| e.log_id.index == start) {
+            return Ok(pending);
+        }
         let db = self.db.clone();
-        blocking(move || LogStore::entries_blocking(&db, start, end))
+        let mut out = blocking(move || LogStore::entries_blocking(&db, start, end))
             .await
-            .map_err(|e| e.read_logs())
+            .map_err(|e| e.read_logs())?;
+        if let Some(first) = pending.first() {
+            out.retain(|e| e.log_id.index < first.log_id.index);
+            out.extend(pending);
+        }
+        Ok(out)
     }
 }
 
@@ -321,7 +410,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let db = self.db.clone();
+        let pending = self.pending.clone();
         let (last_purged, last_entry) = blocking(move || {
+            pending.wait_drained();
             let txn = db.begin_read();
             Ok((
                 LogStore::last_purged_blocking(&txn)?,
@@ -380,8 +471,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Ok(()));
             return Ok(());
         }
+        let one = match self.one_commit(&entries) {
+            Ok(one) => one,
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                return Err(e.write_logs());
+            }
+        };
+        if let Some(txn) = one {
+            self.pending.add(&entries);
+            let ids: Vec<LogId> = entries.iter().map(|e| e.log_id).collect();
+            let pending = self.pending.clone();
+            txn.commit_with_callback(move |r| {
+                pending.done(&ids);
+                callback.log_io_completed(r.map_err(|e| std::io::Error::other(e.to_string())));
+            });
+            return Ok(());
+        }
+        // Too large for one commit: several, waited for in turn (rare:
+        // one transaction holds far more than a replication batch).
         let db = self.db.clone();
-        match blocking(move || LogStore::append_blocking(&db, entries)).await {
+        let pending = self.pending.clone();
+        let written = blocking(move || {
+            pending.wait_drained();
+            LogStore::append_blocking(&db, entries)
+        });
+        match written.await {
             Ok(()) => {
                 // The commit returned, so the group commit's fsync is done.
                 callback.log_io_completed(Ok(()));
@@ -396,7 +511,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
+        let pending = self.pending.clone();
         blocking(move || {
+            // Every appended entry in the engine first, so none lands
+            // after the deletion.
+            pending.wait_drained();
             let mut keys = LogStore::log_keys(&db, log_id.index, None)?;
             // Highest first: a crash leaves a prefix of the old log.
             keys.reverse();
