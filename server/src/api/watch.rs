@@ -57,6 +57,8 @@ const STORE_SWITCH_PAUSE: Duration = Duration::from_millis(10);
 const OUT_QUEUE: usize = 128;
 /// The `watch_id` of a progress response to a progress request.
 const PROGRESS_WATCH_ID: i64 = -1;
+/// Pump rounds a progress request may run before it is answered.
+const PROGRESS_CATCH_UP_ROUNDS: usize = 16;
 /// etcd's message for a client-chosen id already in use.
 const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 /// etcd's message for a range with nothing in it (`key >= range_end`).
@@ -211,6 +213,15 @@ impl Session {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
+                // Deliver what is already applied first (a bounded number
+                // of rounds), so a write this member acknowledged is
+                // covered by the answer.
+                for _ in 0..PROGRESS_CATCH_UP_ROUNDS {
+                    if !self.pump(store).await? {
+                        break;
+                    }
+                }
+                let current = store.current_revision();
                 // The revision every watcher of the stream has been sent
                 // up to: a client takes it as "all events up to here
                 // delivered", so it may not run ahead of the slowest one.
