@@ -111,7 +111,7 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> CtlOutput 
 
 /// Reads a pipe to its end on a thread, so neither pipe can fill up and
 /// stall the child.
-fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+pub fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = pipe.read_to_end(&mut buf);
@@ -121,7 +121,7 @@ fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
 
 /// Waits for `child` at most `limit`; kills it and returns `None` past it.
 /// A signal death reads as exit code -1.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {

@@ -18,8 +18,8 @@
 mod cluster;
 
 use cluster::{built_binary, two_free_ports, Cluster, ClusterOptions};
-use sett_tests::etcd_ref::{etcdctl, require_binaries, CtlOutput};
-use std::io::{BufRead, BufReader, Read, Write};
+use sett_tests::etcd_ref::{etcdctl, reader, require_binaries, wait_bounded, CtlOutput};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -119,29 +119,6 @@ impl Ctl {
             }
         });
         (child, rx)
-    }
-}
-
-fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status.code().unwrap_or(-1));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
     }
 }
 

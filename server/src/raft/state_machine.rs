@@ -80,6 +80,11 @@ struct SnapshotDir {
     next: AtomicU64,
     /// The newest complete snapshot: its meta and number.
     current: Mutex<Option<(SnapshotMeta, u64)>>,
+    /// Held by each commit from its rename to its clean-up: a build and an
+    /// install may commit at the same time, and the clean-up of one must
+    /// not see the other's data file before its meta exists (and delete
+    /// it as stale).
+    commits: Mutex<()>,
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -150,6 +155,7 @@ impl SnapshotDir {
             dir,
             next: AtomicU64::new(max_n + 1),
             current: Mutex::new(complete.pop().map(|(n, m)| (m, n))),
+            commits: Mutex::new(()),
         };
         sd.remove_stale()?;
         Ok(sd)
@@ -166,6 +172,7 @@ impl SnapshotDir {
 
     /// Records the finished data file `data` (fsynced) as snapshot `meta`.
     fn commit(&self, data: &Path, meta: &SnapshotMeta) -> Result<SnapshotFile, StoreError> {
+        let _commit = self.commits.lock();
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let final_path = self.data_path(n);
         if data.parent() == Some(self.dir.as_path()) {
