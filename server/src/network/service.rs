@@ -118,6 +118,13 @@ impl RaftService {
             meta,
             snapshot: data,
         };
+        // From here the state machine owns the file: if the leader gives up
+        // on this call (its future is dropped) while the install runs, the
+        // file must stay until the install has renamed it into place.
+        // A file openraft refused is removed below; one left by a dropped
+        // call is a `.part` file, removed when the member next starts.
+        let mut guard = guard;
+        guard.0 = None;
         let result = match self.raft.install_full_snapshot(vote, snapshot).await {
             Ok(resp) => pb::install_snapshot_response::Result::Ok(
                 encode_reply(&resp, "snapshot response")?.into(),
@@ -127,8 +134,12 @@ impl RaftService {
             ),
         };
         // An installed snapshot's file was renamed into place; one openraft
-        // refused (stale vote) is removed with the guard.
-        drop(guard);
+        // refused (stale vote) is still here.
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(?path, "leftover snapshot file not removed: {e}");
+            }
+        }
         Ok(pb::InstallSnapshotResponse {
             result: Some(result),
         })
