@@ -77,31 +77,43 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> CtlOutput 
     }
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn etcdctl");
+        .args(args);
+    run_bounded(
+        cmd,
+        stdin,
+        ETCDCTL_TIMEOUT,
+        &format!("etcdctl {args:?} against {endpoint}"),
+    )
+}
+
+/// Runs `cmd`, writing `stdin` (if any) to it and collecting both output
+/// pipes; panics naming `what` if it runs over `limit`.
+pub fn run_bounded(
+    mut cmd: Command,
+    stdin: Option<&str>,
+    limit: Duration,
+    what: &str,
+) -> CtlOutput {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("etcdctl stdin");
+        let mut pipe = child.stdin.take().expect("child stdin");
         // A child that exits early closes the pipe; its output says why.
         let _ = pipe.write_all(input.as_bytes());
     }
-    let out = reader(child.stdout.take().expect("etcdctl stdout"));
-    let err = reader(child.stderr.take().expect("etcdctl stderr"));
-    let code = wait_bounded(&mut child, ETCDCTL_TIMEOUT);
+    let out = reader(child.stdout.take().expect("child stdout"));
+    let err = reader(child.stderr.take().expect("child stderr"));
+    let code = wait_bounded(&mut child, limit);
     let stdout = out.join().expect("stdout reader");
     let stderr = err.join().expect("stderr reader");
-    let code = code.unwrap_or_else(|| {
-        panic!(
-            "etcdctl {args:?} against {endpoint} ran over {ETCDCTL_TIMEOUT:?}\n\
-             stdout: {stdout}\nstderr: {stderr}"
-        )
-    });
+    let code = code
+        .unwrap_or_else(|| panic!("{what} ran over {limit:?}\nstdout: {stdout}\nstderr: {stderr}"));
     CtlOutput {
         code,
         stdout,
@@ -111,7 +123,7 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> CtlOutput 
 
 /// Reads a pipe to its end on a thread, so neither pipe can fill up and
 /// stall the child.
-pub fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = pipe.read_to_end(&mut buf);
@@ -121,7 +133,7 @@ pub fn reader(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String
 
 /// Waits for `child` at most `limit`; kills it and returns `None` past it.
 /// A signal death reads as exit code -1.
-pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {

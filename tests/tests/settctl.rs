@@ -18,8 +18,8 @@
 mod cluster;
 
 use cluster::{built_binary, two_free_ports, Cluster, ClusterOptions};
-use sett_tests::etcd_ref::{etcdctl, reader, require_binaries, wait_bounded, CtlOutput};
-use std::io::{BufRead, BufReader, Write};
+use sett_tests::etcd_ref::{etcdctl, require_binaries, run_bounded, CtlOutput};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -48,32 +48,8 @@ impl Ctl {
         let mut cmd = Command::new(&self.bin);
         cmd.env_remove("SETT_ENDPOINTS")
             .arg(format!("--endpoints={endpoints}"))
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn settctl");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("settctl stdin");
-            let _ = pipe.write_all(input.as_bytes());
-        }
-        let out = reader(child.stdout.take().expect("stdout"));
-        let err = reader(child.stderr.take().expect("stderr"));
-        let code = wait_bounded(&mut child, RUN_TIMEOUT);
-        let stdout = out.join().expect("stdout reader");
-        let stderr = err.join().expect("stderr reader");
-        let code = code.unwrap_or_else(|| {
-            panic!("settctl {args:?} ran over {RUN_TIMEOUT:?}\nstdout: {stdout}\nstderr: {stderr}")
-        });
-        CtlOutput {
-            code,
-            stdout,
-            stderr,
-        }
+            .args(args);
+        run_bounded(cmd, stdin, RUN_TIMEOUT, &format!("settctl {args:?}"))
     }
 
     /// Runs a command that must succeed; returns its stdout.
