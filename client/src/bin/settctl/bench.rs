@@ -153,28 +153,10 @@ pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
     rt.block_on(run_async(global, args.into()))
 }
 
-/// Normalises `host:port` to `http://host:port`.
-fn endpoint_url(e: &str) -> String {
-    if e.contains("://") {
-        e.to_string()
-    } else {
-        format!("http://{e}")
-    }
-}
-
-async fn connect(global: &Global) -> Result<Channel> {
-    let urls: Vec<String> = global.endpoints.iter().map(|e| endpoint_url(e)).collect();
-    let channel = tokio::time::timeout(global.dial_timeout, sett_client::connect(&urls))
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to {}: timed out", urls.join(",")))?
-        .with_context(|| format!("connecting to {}", urls.join(",")))?;
-    Ok(channel)
-}
-
 async fn run_async(global: &Global, args: Arc<BenchArgs>) -> Result<()> {
     let mut conns = Vec::with_capacity(args.conns);
     for _ in 0..args.conns {
-        conns.push(connect(global).await?);
+        conns.push(crate::conn::Conn::open(global).await?.into_channel());
     }
     let value = ops::random_value(args.val_size);
     if args.prefill > 0 {

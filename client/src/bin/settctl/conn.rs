@@ -48,6 +48,12 @@ impl Conn {
         Conn::open_list(endpoints, global).await
     }
 
+    /// The connection's channel, for callers that drive the generated
+    /// clients themselves (the load generator).
+    pub fn into_channel(self) -> Channel {
+        self.channel
+    }
+
     /// Connects to one endpoint only.
     pub async fn open_one(endpoint: &str, global: &Global) -> Result<Conn> {
         Conn::open_list(vec![endpoint.trim().to_owned()], global).await
