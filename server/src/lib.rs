@@ -16,6 +16,7 @@
 pub mod api;
 pub mod config;
 pub mod dbfile;
+pub mod debug_faults;
 pub mod mvcc;
 pub mod network;
 pub mod node;

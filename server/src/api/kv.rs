@@ -64,6 +64,11 @@ impl Kv for KvService {
     ) -> Result<GrpcResponse<PutResponse>, Status> {
         let req = request.into_inner();
         checked(check_put(&req))?;
+        if crate::debug_faults::skip_this_put() {
+            let mut resp = PutResponse::default();
+            self.ctx.fill_header(&mut resp, None);
+            return Ok(GrpcResponse::new(resp));
+        }
         let cmd = self.encode(&req, Request::Put)?;
         self.ctx.check_quota().await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)

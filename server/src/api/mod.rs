@@ -336,7 +336,7 @@ impl ApiContext {
         if let Some(c) = channels.get(&url) {
             return Ok(c.clone());
         }
-        let c = tonic::transport::Endpoint::from_shared(url.clone())
+        let c = tonic::transport::Endpoint::from_shared(crate::debug_faults::dial_url(&url))
             .map_err(|e| Status::internal(format!("leader client URL {url:?}: {e}")))?
             .connect_timeout(self.inner.request_timeout)
             .connect_lazy();
@@ -346,6 +346,9 @@ impl ApiContext {
 
     /// Waits until a read from this member's store is linearizable.
     async fn read_barrier(&self) -> Result<(), Status> {
+        if crate::debug_faults::enabled(crate::debug_faults::Fault::LocalRead) {
+            return Ok(());
+        }
         let timeout = self.inner.request_timeout;
         tokio::time::timeout(
             timeout + TIMEOUT_SLACK,

@@ -375,6 +375,7 @@ impl Session {
             current.max(last) + 1
         };
         let header_rev = current.max(last);
+        let drop_some = crate::debug_faults::enabled(crate::debug_faults::Fault::DropWatchEvent);
         for id in ids {
             let Some(w) = self.watchers.get_mut(id) else {
                 continue;
@@ -383,6 +384,7 @@ impl Session {
             let mine: Vec<Event> = events
                 .iter()
                 .filter(|e| w.wants(e))
+                .filter(|e| !drop_some || e.kv.as_ref().map_or(0, |kv| kv.mod_revision) % 16 != 0)
                 .map(|e| {
                     let mut e = e.clone();
                     if !w.prev_kv {

@@ -75,7 +75,7 @@ impl Peers {
         let channel = match channels.get(&target) {
             Some((u, ch)) if u == url => ch.clone(),
             _ => {
-                let endpoint = Endpoint::from_shared(url.clone())
+                let endpoint = Endpoint::from_shared(crate::debug_faults::dial_url(url))
                     .map_err(|e| unreachable(format!("bad peer URL {url:?}: {e}")))?
                     .connect_timeout(self.connect_timeout)
                     .tcp_nodelay(true);
