@@ -15,6 +15,8 @@
 
 mod backup;
 mod bucket;
+#[doc(hidden)]
+pub mod crash_point;
 mod db;
 mod error;
 mod format;

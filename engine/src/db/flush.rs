@@ -57,6 +57,7 @@ impl DbInner {
             m.for_each(|k, v| b.add(k, v));
             let t = self.write_table(b)?;
             self.fs.sync_dir(&self.dir)?;
+            crate::crash_point::hit("flush.table_written");
             edits.push(ManifestEdit::AddTable(table_meta(&t, 0)));
             table = Some(t);
         }
@@ -68,6 +69,7 @@ impl DbInner {
         edits.push(ManifestEdit::NextFileId(self.next_file_id()));
         edits.push(ManifestEdit::MaxVersion(m.max_version()));
         self.apply_edits(&edits)?;
+        crate::crash_point::hit("flush.manifest_applied");
         if let Some(t) = table {
             self.levels.add_l0(t);
         }

@@ -368,6 +368,7 @@ impl DbInner {
                         return Err(Error::Closed);
                     }
                     send_rewrite(&sender, std::mem::take(&mut batch), &done_tx)?;
+                    crate::crash_point::hit("vlog_gc.rewrite_queued");
                     batch_bytes = 0;
                     in_flight += 1;
                     if in_flight >= IN_FLIGHT_MAX {
@@ -378,6 +379,7 @@ impl DbInner {
             }
             if !batch.is_empty() {
                 send_rewrite(&sender, std::mem::take(&mut batch), &done_tx)?;
+                crate::crash_point::hit("vlog_gc.rewrite_queued");
                 in_flight += 1;
             }
             Ok(())
@@ -396,6 +398,7 @@ impl DbInner {
         // Durable before the original goes: a crash now replays the
         // rewrites, which lie after the replay head.
         self.vlog.sync()?;
+        crate::crash_point::hit("vlog_gc.rewrites_synced");
         let (declined, all_checked) = guard.finish();
         if pinned || !all_checked {
             return Ok(None);

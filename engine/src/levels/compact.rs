@@ -316,6 +316,7 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
         added.push(db.write_table(b)?);
     }
     db.fs.sync_dir(&db.dir)?;
+    crate::crash_point::hit("compaction.tables_written");
     let mut edits: Vec<ManifestEdit> = removed
         .iter()
         .map(|&id| ManifestEdit::DeleteTable { id })
@@ -327,6 +328,7 @@ fn run(db: &DbInner, c: &Compaction) -> Result<()> {
     );
     edits.push(ManifestEdit::NextFileId(db.next_file_id()));
     db.apply_edits(&edits)?;
+    crate::crash_point::hit("compaction.manifest_applied");
     tracing::debug!(
         level = c.level,
         inputs = removed.len(),

@@ -44,6 +44,13 @@ pub(crate) struct ManifestOptions {
 
 impl Default for ManifestOptions {
     fn default() -> Self {
+        if crate::crash_point::manifest_rewrite_eager() {
+            // Crash tests only (debug builds): rewrite on every doubling.
+            return ManifestOptions {
+                rewrite_min_bytes: 0,
+                rewrite_ratio: 2,
+            };
+        }
         ManifestOptions {
             rewrite_min_bytes: 4 << 20,
             rewrite_ratio: 10,
@@ -364,6 +371,7 @@ fn install(fs: &dyn Fs, dir: &Path, state: &ManifestState) -> Result<u64, Instal
         let f = fs.create(&tmp)?;
         f.append(&bytes)?;
         f.sync()?;
+        crate::crash_point::hit("manifest.tmp_written");
         // Read back before publishing: a short or mangled write must not
         // replace a good manifest.
         let mut back = vec![0u8; bytes.len()];
@@ -376,7 +384,9 @@ fn install(fs: &dyn Fs, dir: &Path, state: &ManifestState) -> Result<u64, Instal
         fs.rename(&tmp, &path)
     })();
     staged.map_err(|e| InstallError::NotInstalled(e.into()))?;
+    crate::crash_point::hit("manifest.renamed");
     fs.sync_dir(dir)
         .map_err(|e| InstallError::Unsynced(e.into()))?;
+    crate::crash_point::hit("manifest.installed");
     Ok(bytes.len() as u64)
 }

@@ -60,7 +60,9 @@ impl TableWriters {
                 .name(format!("sett-ingest-{i}"))
                 .spawn(move || {
                     for b in rx {
-                        if rtx.send(inner.write_table(b)).is_err() {
+                        let written = inner.write_table(b);
+                        crate::crash_point::hit("ingest.table_written");
+                        if rtx.send(written).is_err() {
                             return;
                         }
                     }
@@ -291,6 +293,7 @@ impl StreamWriter {
             )));
         }
         inner.fs.sync_dir(&inner.dir)?;
+        crate::crash_point::hit("ingest.tables_written");
         let level = if self.into_empty {
             inner.opts.max_levels - 1
         } else {
@@ -304,6 +307,7 @@ impl StreamWriter {
         let max_version = self.max_version.max(self.ts_floor);
         edits.push(ManifestEdit::MaxVersion(max_version));
         inner.apply_edits(&edits)?;
+        crate::crash_point::hit("ingest.manifest_applied");
         inner.levels.install_ingested(level, tables);
         inner.oracle.advance_to(max_version);
         inner.notify_state_change();

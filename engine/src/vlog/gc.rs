@@ -193,6 +193,7 @@ impl ValueLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::Io(e)),
         }
+        crate::crash_point::hit("vlog_gc.file_removed");
         self.fs.sync_dir(&self.dir)?;
         self.discard.retain(|f| f != fid);
         if readers.is_empty() {
