@@ -74,17 +74,26 @@ impl MemFs {
     /// durable by `sync_dir`, each file cut to its last synced length. The
     /// result shares nothing with `self`.
     pub fn crash_image(&self) -> MemFs {
+        self.crash_image_with(|_, _| 0)
+    }
+
+    /// [`MemFs::crash_image`], except that each file also keeps the first
+    /// `torn(path, unsynced_len)` bytes (capped) of what it had not synced:
+    /// a write torn by the power cut.
+    pub(crate) fn crash_image_with(&self, mut torn: impl FnMut(&Path, usize) -> usize) -> MemFs {
         let st = self.state.lock();
         let mut durable = BTreeMap::new();
         for (p, node) in &st.durable {
-            let synced = *node.synced_len.lock();
             let data = node.data.read();
-            let keep = data[..synced.min(data.len())].to_vec();
+            let synced = (*node.synced_len.lock()).min(data.len());
+            let unsynced = data.len() - synced;
+            let kept = synced + torn(p, unsynced).min(unsynced);
+            let keep = data[..kept].to_vec();
             durable.insert(
                 p.clone(),
                 Arc::new(Node {
                     data: RwLock::new(keep),
-                    synced_len: Mutex::new(synced),
+                    synced_len: Mutex::new(kept),
                 }),
             );
         }
@@ -96,6 +105,29 @@ impl MemFs {
             })),
             locks: Arc::default(),
         }
+    }
+}
+
+impl MemFs {
+    /// Applies `f` to the bytes of the live file `path` (damage for tests).
+    pub(crate) fn modify(&self, path: &Path, f: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+        let node = self
+            .state
+            .lock()
+            .live
+            .get(path)
+            .cloned()
+            .ok_or_else(|| not_found(path))?;
+        f(&mut node.data.write());
+        Ok(())
+    }
+
+    /// Bytes of `path` made durable by its last sync, if it exists.
+    pub(crate) fn synced_len(&self, path: &Path) -> Option<u64> {
+        let node = self.state.lock().live.get(path).cloned()?;
+        let len = node.data.read().len();
+        let synced = (*node.synced_len.lock()).min(len);
+        Some(synced as u64)
     }
 }
 
