@@ -153,6 +153,25 @@ impl ValueLog {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         let newest = files.last().map(|(fid, _)| *fid);
+        // GC deletes only files before the replay head, and files are
+        // numbered without gaps: a missing one from the head on held
+        // writes that no table has (say, a damaged last manifest record
+        // moved the head back past collected files).
+        let first = if from.0 == 0 {
+            files.first().map_or(0, |f| f.0)
+        } else {
+            from.0
+        };
+        for (i, (fid, _)) in files.iter().enumerate() {
+            let want = first + i as u32;
+            if *fid != want {
+                return Err(Error::corruption(
+                    self.dir.join(vlog_name(want)),
+                    0,
+                    "value log file missing after the replay head",
+                ));
+            }
+        }
         let mut end = from;
         for (fid, file) in files {
             let path = file.path().to_path_buf();
@@ -213,9 +232,15 @@ impl ValueLog {
                         off += rec_len;
                     }
                     Err(reason) => {
-                        let is_tail = Some(fid) == newest && !any_record_after(&data, off + 1);
-                        if !is_tail {
+                        if Some(fid) != newest || any_record_after(&data, off + 1) {
                             return Err(Error::corruption(&path, off as u64, reason));
+                        }
+                        if !looks_torn(&data, off) {
+                            return Err(Error::corruption(
+                                &path,
+                                off as u64,
+                                format!("{reason} in the last record, which is whole: damage, not a torn write"),
+                            ));
                         }
                         if self.read_only {
                             tracing::warn!(file = %path.display(), offset = off, reason, "ignoring torn tail of value log (read-only)");
@@ -418,6 +443,47 @@ fn parse_record(data: &[u8], off: usize) -> Result<usize, &'static str> {
     Ok(RECORD_HEADER_LEN + len)
 }
 
+/// Trailing zero bytes that mark a torn tail (see [`looks_torn`]); the
+/// last four bytes of a whole record are an entry checksum.
+const TORN_ZEROS_MIN: usize = 4;
+
+/// Whether the bad last record at `off` (no good record after it) can be a
+/// torn append rather than damage to synced bytes. An interrupted append
+/// leaves a prefix of the record — cut inside its header or its payload —
+/// or, after a power cut, blocks that never reached the disk and read as
+/// zeros at the end of the file. A record that is whole and ends in
+/// anything else was written completely, so a bad checksum there is a
+/// flipped bit: corruption, never cut (it may have been acknowledged).
+/// A cut whose length field is one flipped bit away from a whole, valid
+/// record is damage too.
+fn looks_torn(data: &[u8], off: usize) -> bool {
+    let rest = &data[off..];
+    if rest.len() < RECORD_HEADER_LEN {
+        return true;
+    }
+    let zeros = rest.iter().rev().take_while(|&&b| b == 0).count();
+    if zeros == rest.len() || zeros >= TORN_ZEROS_MIN {
+        return true;
+    }
+    let (Some(magic), Some(len), Some(crc)) = (
+        get_u32(data, off),
+        get_u32(data, off + 4),
+        get_u32(data, off + 8),
+    ) else {
+        return true;
+    };
+    let start = off + RECORD_HEADER_LEN;
+    if magic != RECORD_MAGIC || start + len as usize <= data.len() {
+        return false; // whole, or its header is damaged
+    }
+    // Cut inside the payload, unless one flipped length bit explains it.
+    !(0..32).any(|b| {
+        let l = (len ^ (1 << b)) as usize;
+        data.get(start..start + l)
+            .is_some_and(|payload| checksum(payload) == crc)
+    })
+}
+
 /// True if a whole valid record starts anywhere at or after `from`: then a
 /// bad record before it is damage, not a torn tail.
 fn any_record_after(data: &[u8], from: usize) -> bool {
@@ -518,6 +584,68 @@ mod tests {
         let log = ValueLog::open(fs, dir, 1 << 20, false).unwrap();
         let err = log.replay((1, 0), |_, _| {}).unwrap_err();
         assert!(err.is_corruption(), "{err}");
+    }
+
+    /// Regression: a flipped bit in the last record of the newest file was
+    /// cut as a torn tail, losing an acknowledged (synced) commit silently.
+    #[test]
+    fn damage_in_the_last_whole_record_is_corruption_not_a_torn_tail() {
+        let fs: Arc<dyn Fs> = Arc::new(MemFs::new());
+        let dir = Path::new("/db");
+        fs.create_dir_all(dir).unwrap();
+        let log = ValueLog::open(fs.clone(), dir, 1 << 20, false).unwrap();
+        write(&log, &[entry(b"a", b"1", 1)]);
+        let last = write(&log, &[entry(b"b", &[7u8; 300], 2)]);
+        let end = log.position().1 as usize;
+        drop(log);
+        let path = dir.join(vlog_name(1));
+        let good = (*fs.read_all(&path).unwrap()).as_ref().to_vec();
+        let rec = last[0].offset as usize - RECORD_HEADER_LEN;
+        let replay = |bytes: &[u8]| {
+            fs.create(&path).unwrap().append(bytes).unwrap();
+            let log = ValueLog::open(fs.clone(), dir, 1 << 20, false).unwrap();
+            let mut n = 0;
+            log.replay((1, 0), |_, _| n += 1).map(|_| n)
+        };
+        // Every single flipped bit of the last record: header or payload.
+        for bit in rec * 8..end * 8 {
+            let mut bytes = good.clone();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            let err = replay(&bytes).expect_err("a flipped bit must not be cut");
+            assert!(err.is_corruption(), "bit {bit}: {err}");
+        }
+        // Torn appends are still cut: any prefix, or zeros at the end.
+        for cut in rec..end {
+            assert_eq!(replay(&good[..cut]).unwrap(), 1, "cut at {cut}");
+        }
+        let mut zeroed = good.clone();
+        zeroed[end - 100..].fill(0);
+        assert_eq!(replay(&zeroed).unwrap(), 1);
+        assert_eq!(replay(&good).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_missing_file_after_the_replay_head_is_corruption() {
+        let fs: Arc<dyn Fs> = Arc::new(MemFs::new());
+        let dir = Path::new("/db");
+        fs.create_dir_all(dir).unwrap();
+        let log = ValueLog::open(fs.clone(), dir, 1 << 16, false).unwrap();
+        let big = vec![1u8; 40_000];
+        for v in 1..=3 {
+            write(&log, &[entry(b"a", &big, v)]);
+        }
+        assert_eq!(log.position().0, 3);
+        drop(log);
+        fs.remove(&dir.join(vlog_name(2))).unwrap();
+        let log = ValueLog::open(fs.clone(), dir, 1 << 16, false).unwrap();
+        for head in [(0, 0), (1, 0), (2, 0)] {
+            let err = log.replay(head, |_, _| {}).unwrap_err();
+            assert!(err.is_corruption(), "{err}");
+        }
+        // From file 3 on nothing is missing.
+        let mut n = 0;
+        log.replay((3, 0), |_, _| n += 1).unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]
