@@ -1,5 +1,8 @@
 //! The protocol between the kill -9 crash test (`tests/crash_kill9.rs`)
-//! and its child process (`src/bin/crash_child.rs`).
+//! and its child process (`src/bin/crash_child.rs`); the crash matrix
+//! (`tests/crash_matrix.rs`, `src/bin/crash_matrix_child.rs`) speaks the
+//! same protocol plus the ingest lines of [`IngestLine`] and shares the
+//! checks at the end of this file.
 //!
 //! The child opens the database with [`options`], prints `OPEN`, and runs
 //! [`WRITERS`] writer threads. Writer `w` only touches its own keys
@@ -147,6 +150,173 @@ pub fn ingest_key(trial: u64, round: u64, i: u64) -> Vec<u8> {
     format!("ingest/{trial:04}/{round:06}/{i:06}").into_bytes()
 }
 
+// ---------------------------------------------------------------------
+// Checks shared by the crash matrix (`tests/crash_matrix.rs`).
+
+/// Keys and values of a database (or of one writer's keys).
+pub type State = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A transaction as the child announced it: (key, value) writes, `None` =
+/// delete.
+pub type AnnouncedTxn = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// What one writer did in one child run.
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    /// Announced transactions, in commit order.
+    pub tried: Vec<AnnouncedTxn>,
+    /// How many of them were acknowledged (always a prefix).
+    pub acked: usize,
+}
+
+impl History {
+    /// Records a `TRY` line of `trial`; panics on a skipped seq.
+    pub fn tried(&mut self, trial: u64, seq: u64, writes: Vec<(Vec<u8>, Option<usize>)>) {
+        assert_eq!(
+            seq as usize,
+            self.tried.len(),
+            "trial {trial}: a writer skipped a seq"
+        );
+        self.tried.push(
+            writes
+                .into_iter()
+                .map(|(k, len)| {
+                    let v = len.map(|len| value(trial, seq, &k, len));
+                    (k, v)
+                })
+                .collect(),
+        );
+    }
+
+    /// Records an `ACK` line; panics if out of order.
+    pub fn acked(&mut self, trial: u64, seq: u64) {
+        assert_eq!(
+            seq as usize, self.acked,
+            "trial {trial}: a writer acked out of order"
+        );
+        assert!(
+            self.acked < self.tried.len(),
+            "trial {trial}: ack before try"
+        );
+        self.acked += 1;
+    }
+}
+
+/// The transaction counts `n` in `lo..=hi` such that applying the first
+/// `n` of `tried` to `base` gives exactly `observed`.
+pub fn matching_prefixes(
+    base: &State,
+    tried: &[AnnouncedTxn],
+    observed: &State,
+    (lo, hi): (usize, usize),
+) -> Vec<usize> {
+    let mut state = base.clone();
+    let differ_at = |k: &Vec<u8>, state: &State| state.get(k) != observed.get(k);
+    let mut differ = state
+        .keys()
+        .chain(observed.keys().filter(|k| !state.contains_key(*k)))
+        .filter(|k| differ_at(k, &state))
+        .count();
+    let mut out = Vec::new();
+    if lo == 0 && differ == 0 {
+        out.push(0);
+    }
+    for (i, txn) in tried[..hi].iter().enumerate() {
+        for (k, v) in txn {
+            let before = differ_at(k, &state);
+            match v {
+                Some(v) => state.insert(k.clone(), v.clone()),
+                None => state.remove(k),
+            };
+            match (before, differ_at(k, &state)) {
+                (false, true) => differ += 1,
+                (true, false) => differ -= 1,
+                _ => {}
+            }
+        }
+        if i + 1 >= lo && differ == 0 {
+            out.push(i + 1);
+        }
+    }
+    out
+}
+
+/// Every key and value under `prefix` at the newest snapshot.
+pub fn dump(db: &sett_engine::Db, prefix: &[u8]) -> sett_engine::Result<State> {
+    let txn = db.begin_read();
+    let mut it = txn.iter(sett_engine::IterOptions {
+        prefix: prefix.to_vec(),
+        ..sett_engine::IterOptions::default()
+    });
+    it.rewind()?;
+    let mut out = State::new();
+    while it.valid() {
+        out.insert(it.item().key().to_vec(), it.item().value()?);
+        it.next()?;
+    }
+    Ok(out)
+}
+
+/// The writer a key of [`key`] belongs to.
+pub fn writer_of(key: &[u8]) -> Option<usize> {
+    let rest = key.strip_prefix(b"w")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    std::str::from_utf8(&rest[..slash])
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&w| w < WRITERS)
+}
+
+/// Order-independent fingerprint of a set of entries: the wrapping sum
+/// of [`entry_hash`] over them.
+pub fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
+    // FNV-1a over key, a separator that cannot be confused with a length,
+    // and value.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let len = (key.len() as u64).to_le_bytes();
+    for &b in len.iter().chain(key).chain(value) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Prefix of the keys ingest round `round` of `trial` copies into the
+/// second database of the crash matrix.
+pub fn matrix_ingest_prefix(trial: u64, round: u64) -> Vec<u8> {
+    format!("r{trial:05}/{round:05}/").into_bytes()
+}
+
+/// Ingest progress lines of the crash-matrix child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestLine {
+    /// `INGEST_START <round>`: the export of the round begins.
+    Start(u64),
+    /// `INGEST_READY <round> <entries> <hash>`: exported and handed to
+    /// the stream writer; `finish` comes next.
+    Ready(u64, u64, u64),
+    /// `INGEST_DONE <round>`: `finish` returned `Ok`.
+    Done(u64),
+}
+
+/// Parses an ingest line (`None` for any other line).
+pub fn parse_ingest_line(line: &str) -> Option<IngestLine> {
+    let mut parts = line.split(' ');
+    let tag = parts.next()?;
+    let round = parts.next()?.parse().ok()?;
+    match tag {
+        "INGEST_START" => Some(IngestLine::Start(round)),
+        "INGEST_READY" => Some(IngestLine::Ready(
+            round,
+            parts.next()?.parse().ok()?,
+            parts.next()?.parse().ok()?,
+        )),
+        "INGEST_DONE" => Some(IngestLine::Done(round)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +332,38 @@ mod tests {
         assert_eq!(parse_line("GC 12"), Some(Line::Gc(12)));
         assert_eq!(parse_line("TRY 1"), None);
         assert_eq!(unhex(&hex(b"\x00\xffab")), Some(b"\x00\xffab".to_vec()));
+    }
+
+    #[test]
+    fn ingest_lines_round_trip() {
+        assert_eq!(
+            parse_ingest_line("INGEST_START 3"),
+            Some(IngestLine::Start(3))
+        );
+        assert_eq!(
+            parse_ingest_line("INGEST_READY 3 10 99"),
+            Some(IngestLine::Ready(3, 10, 99))
+        );
+        assert_eq!(
+            parse_ingest_line("INGEST_DONE 3"),
+            Some(IngestLine::Done(3))
+        );
+        assert_eq!(parse_ingest_line("ACK 1 2"), None);
+    }
+
+    #[test]
+    fn prefixes_match_only_with_every_ack() {
+        let k = key(0, 1);
+        let tried = vec![
+            vec![(k.clone(), Some(b"a".to_vec()))],
+            vec![(k.clone(), Some(b"b".to_vec()))],
+        ];
+        let observed: State = [(k.clone(), b"a".to_vec())].into();
+        assert_eq!(
+            matching_prefixes(&State::new(), &tried, &observed, (0, 2)),
+            vec![1]
+        );
+        assert!(matching_prefixes(&State::new(), &tried, &observed, (2, 2)).is_empty());
+        assert_ne!(entry_hash(b"ab", b"c"), entry_hash(b"a", b"bc"));
     }
 }
