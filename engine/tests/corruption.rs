@@ -24,7 +24,8 @@
 //!   file is then unrecorded and removed, and the value-log replay head
 //!   falls back to the previous edit's, so replay restores the same
 //!   writes; an edit that had deleted tables leaves the manifest naming
-//!   files that are gone, which open reports as corruption.
+//!   files that are gone, and a head before log files GC has collected
+//!   leaves a gap in the log: open reports both as corruption.
 //!
 //! A *torn* write (a power cut during an append) may keep any prefix of
 //! the unsynced bytes: that may lose only unacknowledged writes.
