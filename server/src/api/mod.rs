@@ -17,7 +17,9 @@
 //! - [`native`]: `sett.v1.Sett`, interactive serializable transactions.
 //!
 //! Client connections pass through [`authority::AuthorityFix`], which
-//! accepts the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends.
+//! accepts the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends; every
+//! service is wrapped in [`grpc_go::GrpcGoErrors`], which answers requests
+//! refused before their handler (too large, undecodable) as grpc-go does.
 //!
 //! Every response header carries the cluster id, this member's id, the
 //! Raft term it knows and the store revision, as etcd's do; errors are
@@ -25,6 +27,7 @@
 
 pub mod authority;
 mod cluster;
+mod grpc_go;
 mod kv;
 mod lease;
 mod maintenance;
@@ -555,30 +558,14 @@ impl NodeApplier for MvccApplier {
             sett_proto::sett::v1::sett_server::SettServer::new(native::NativeService::new(ctx))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(usize::MAX);
+        use tonic::service::interceptor::InterceptedService as Gated;
         Some(
-            tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
-                kv,
-                gate.clone(),
-            ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                watch,
-                gate.clone(),
-            ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                lease,
-                gate.clone(),
-            ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                native,
-                gate.clone(),
-            ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                maintenance,
-                gate.clone(),
-            ))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                cluster, gate,
-            )),
+            tonic::service::Routes::new(grpc_go::GrpcGoErrors(Gated::new(kv, gate.clone())))
+                .add_service(grpc_go::GrpcGoErrors(Gated::new(watch, gate.clone())))
+                .add_service(grpc_go::GrpcGoErrors(Gated::new(lease, gate.clone())))
+                .add_service(grpc_go::GrpcGoErrors(Gated::new(native, gate.clone())))
+                .add_service(grpc_go::GrpcGoErrors(Gated::new(maintenance, gate.clone())))
+                .add_service(grpc_go::GrpcGoErrors(Gated::new(cluster, gate))),
         )
     }
 }

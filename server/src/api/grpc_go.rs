@@ -1,0 +1,162 @@
+//! grpc-go's answers to requests refused before a handler runs, which is
+//! what etcd's clients see from etcd: tonic's status is rewritten into
+//! grpc-go's code and message shape.
+//!
+//! - A message past the receive limit: tonic answers OutOfRange
+//!   `Error, decoded message length too large: found N bytes, the limit
+//!   is: M bytes`; grpc-go ResourceExhausted
+//!   `grpc: received message larger than max (N vs. M)`.
+//! - A message that does not decode: both answer Internal; grpc-go's
+//!   message is `grpc: error unmarshalling request: <decoder error>` (the
+//!   decoder's own text cannot match Go's).
+//!
+//! Only trailers-only answers (status in the response headers) are
+//! touched: that is how a unary call refused before its handler ends.
+
+use tonic::codegen::http::{HeaderMap, HeaderValue, Request, Response};
+use tonic::codegen::{BoxFuture, Context, Poll, Service};
+use tonic::server::NamedService;
+
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
+const TONIC_UNDECODABLE: &str = "failed to decode Protobuf message";
+/// gRPC codes, as they appear in `grpc-status`.
+const CODE_RESOURCE_EXHAUSTED: &str = "8";
+const CODE_OUT_OF_RANGE: &[u8] = b"11";
+const CODE_INTERNAL: &[u8] = b"13";
+
+/// Wraps a gRPC service; see the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct GrpcGoErrors<S>(pub(crate) S);
+
+impl<S: NamedService> NamedService for GrpcGoErrors<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, R> Service<Request<B>> for GrpcGoErrors<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Response<R>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let answer = self.0.call(req);
+        Box::pin(async move {
+            let mut resp = answer.await?;
+            rewrite(resp.headers_mut());
+            Ok(resp)
+        })
+    }
+}
+
+/// Rewrites a trailers-only status in `headers` into grpc-go's.
+fn rewrite(headers: &mut HeaderMap) {
+    let Some(code) = headers.get("grpc-status").map(|c| c.as_bytes().to_vec()) else {
+        return;
+    };
+    let Some(message) = headers.get("grpc-message").map(|m| decode(m.as_bytes())) else {
+        return;
+    };
+    let rewritten = match code.as_slice() {
+        CODE_OUT_OF_RANGE => too_large(&message).map(|m| (CODE_RESOURCE_EXHAUSTED, m)),
+        CODE_INTERNAL if message.starts_with(TONIC_UNDECODABLE) => Some((
+            "13",
+            format!("grpc: error unmarshalling request: {message}"),
+        )),
+        _ => None,
+    };
+    let Some((code, message)) = rewritten else {
+        return;
+    };
+    if let Ok(m) = HeaderValue::from_str(&encode(&message)) {
+        headers.insert("grpc-status", HeaderValue::from_static(code));
+        headers.insert("grpc-message", m);
+    }
+}
+
+/// grpc-go's message for tonic's receive-limit message, if it is one.
+fn too_large(message: &str) -> Option<String> {
+    let rest = message.strip_prefix(TONIC_TOO_LARGE)?;
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    let (found, limit): (u64, u64) = (found.parse().ok()?, limit.parse().ok()?);
+    Some(format!(
+        "grpc: received message larger than max ({found} vs. {limit})"
+    ))
+}
+
+/// gRPC's percent-decoding of `grpc-message`.
+fn decode(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = raw
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (raw[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// gRPC's percent-encoding: everything outside printable ASCII, and `%`.
+fn encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' && b != b' ' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_message_becomes_grpc_go_s() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", HeaderValue::from_static("11"));
+        let tonic =
+            "Error, decoded message length too large: found 700 bytes, the limit is: 600 bytes";
+        h.insert(
+            "grpc-message",
+            HeaderValue::from_str(&encode(tonic)).unwrap(),
+        );
+        rewrite(&mut h);
+        assert_eq!(h["grpc-status"], "8");
+        assert_eq!(
+            decode(h["grpc-message"].as_bytes()),
+            "grpc: received message larger than max (700 vs. 600)"
+        );
+    }
+
+    #[test]
+    fn other_statuses_stay() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-status", HeaderValue::from_static("11"));
+        let etcd = encode("etcdserver: mvcc: required revision is a future revision");
+        h.insert("grpc-message", HeaderValue::from_str(&etcd).unwrap());
+        let before = h.clone();
+        rewrite(&mut h);
+        assert_eq!(h, before);
+    }
+}
