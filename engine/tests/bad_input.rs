@@ -543,8 +543,10 @@ fn torn_value_log_tail_recovers_a_prefix() {
     count_panics();
     // The last commit (key 21) holds a 300-byte value.
     let n = 22;
-    // Cut off 1..100 bytes (the last record is longer), or damage a byte
-    // of the last record: either way the last commit is lost, no other.
+    // Cut off 1..100 bytes (the last record is longer), or zeros where
+    // its end never reached the disk: a torn append, so the last commit
+    // is lost, no other. (A flipped bit or garbage in a whole last record
+    // is corruption: `damaged_last_value_log_record_is_corruption`.)
     type Damage = Box<dyn Fn(&mut Vec<u8>)>;
     let damages: Vec<(&str, Damage)> = vec![
         ("cut 1", Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 1))),
@@ -558,17 +560,10 @@ fn torn_value_log_tail_recovers_a_prefix() {
             Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 100)),
         ),
         (
-            "flip last-5",
-            Box::new(|b: &mut Vec<u8>| {
-                let i = b.len() - 5;
-                b[i] ^= 1;
-            }),
-        ),
-        (
-            "garbage after",
+            "zeros after",
             Box::new(|b: &mut Vec<u8>| {
                 b.truncate(b.len() - 10);
-                b.extend_from_slice(&[0xab; 25]);
+                b.extend_from_slice(&[0; 25]);
             }),
         ),
     ];
@@ -596,6 +591,41 @@ fn torn_value_log_tail_recovers_a_prefix() {
     assert_eq!(present(&db, n), (0..n).collect::<Vec<_>>());
     drop(db);
     assert_no_panics();
+}
+
+/// The last record of the newest log file was written whole and synced
+/// (the commit was acknowledged): a flipped bit or garbage in it is
+/// corruption, not a torn tail to cut.
+#[test]
+fn damaged_last_value_log_record_is_corruption() {
+    count_panics();
+    let n = 22;
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let damages: Vec<(&str, Damage)> = vec![
+        (
+            "flip last-5",
+            Box::new(|b: &mut Vec<u8>| {
+                let i = b.len() - 5;
+                b[i] ^= 1;
+            }),
+        ),
+        (
+            "garbage after",
+            Box::new(|b: &mut Vec<u8>| {
+                b.truncate(b.len() - 10);
+                b.extend_from_slice(&[0xab; 25]);
+            }),
+        ),
+    ];
+    for (what, damage) in &damages {
+        let img = unflushed_image(n);
+        let log = newest_vlog(&img);
+        rewrite(&img, &log, damage);
+        match Db::open(fault_opts(&img)) {
+            Err(e) => assert!(e.is_corruption(), "{what}: {e}"),
+            Ok(_) => panic!("{what}: open cut an acknowledged commit"),
+        }
+    }
 }
 
 #[test]
