@@ -3,6 +3,7 @@
 
 pub mod crash;
 pub mod etcd_ref;
+pub mod nemesis;
 
 // The real-process cluster harness uses `etcd-client` and `tokio`, which are
 // dev-dependencies of this crate: the test files include the module with
