@@ -6,6 +6,16 @@ use sett_engine::{Db, IterOptions, Options};
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The tests run one at a time. The engine's directory lock is a `flock`
+/// on an open file; a child that another test thread forks in the moment
+/// before its `exec` holds a copy of that file, so a database this thread
+/// has just closed can still look locked to the `settctl` it starts next.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn settctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_settctl"))
         .args(args)
@@ -82,6 +92,7 @@ fn next_since(stdout: &str) -> String {
 
 #[test]
 fn backup_restore_check_info() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
     let (src, dst) = (p("src"), p("dst"));
@@ -164,6 +175,7 @@ fn backup_restore_check_info() {
 
 #[test]
 fn stream_gc_and_failures() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
     let src = p("src");
