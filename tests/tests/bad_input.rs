@@ -179,6 +179,9 @@ const CASES: &[Case] = &[
     }),
     ("bad-lease-grant", |c, _| Box::pin(bad_lease_grant(c))),
     ("bad-watch-requests", |c, _| Box::pin(bad_watch_requests(c))),
+    ("watch-past-grpc-limit", |c, _| {
+        Box::pin(watch_past_grpc_limit(c))
+    }),
     ("compaction", |c, _| Box::pin(compaction(c))),
     ("malformed-range", |c, url| {
         Box::pin(malformed(c, url, "Range"))
@@ -520,6 +523,29 @@ async fn bad_watch_requests(mut c: Client) -> i64 {
         .collect();
     assert_eq!(events, [("watch/a".to_owned(), written)]);
     1
+}
+
+/// A watch create past the gRPC receive limit ends the stream with
+/// ResourceExhausted (a Watch request is no proposal: under the limit its
+/// size does not matter).
+async fn watch_past_grpc_limit(mut c: Client) -> i64 {
+    let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
+    let key = "w".repeat(limit);
+    let create = 1 + varint_len(key.len()) + key.len();
+    let len = 1 + varint_len(create) + create;
+    let msg = format!("grpc: received message larger than max ({len} vs. {limit})");
+    // The refusal may end the call at once or the opened stream.
+    let ended = match c.watch(key.as_str(), None).await {
+        Ok(mut stream) => tokio::time::timeout(RESPONSE_TIMEOUT, stream.message())
+            .await
+            .expect("the watch stream ends in time"),
+        Err(e) => Err(e),
+    };
+    assert_grpc_err(ended, "ResourceExhausted", &msg);
+    // Between `--max-request-bytes` and the gRPC limit a watch is fine.
+    let key = "w".repeat(2 * MAX_REQUEST_BYTES);
+    open_watch(&mut c, &key, None).await;
+    0
 }
 
 /// Compaction of a future and of an already compacted revision; reads and

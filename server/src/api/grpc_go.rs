@@ -10,19 +10,18 @@
 //!   message is `grpc: error unmarshalling request: <decoder error>` (the
 //!   decoder's own text cannot match Go's).
 //!
-//! Only trailers-only answers (status in the response headers) are
-//! touched: that is how a unary call refused before its handler ends.
+//! [`GrpcGoErrors`] rewrites trailers-only answers (status in the response
+//! headers): that is how a unary call refused before its handler ends. A
+//! streaming call's refused request reaches its handler as an error, which
+//! [`stream_error`] translates.
 
 use tonic::codegen::http::{HeaderMap, HeaderValue, Request, Response};
 use tonic::codegen::{BoxFuture, Context, Poll, Service};
 use tonic::server::NamedService;
+use tonic::{Code, Status};
 
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
 const TONIC_UNDECODABLE: &str = "failed to decode Protobuf message";
-/// gRPC codes, as they appear in `grpc-status`.
-const CODE_RESOURCE_EXHAUSTED: &str = "8";
-const CODE_OUT_OF_RANGE: &[u8] = b"11";
-const CODE_INTERNAL: &[u8] = b"13";
 
 /// Wraps a gRPC service; see the module docs.
 #[derive(Debug, Clone)]
@@ -57,26 +56,43 @@ where
 
 /// Rewrites a trailers-only status in `headers` into grpc-go's.
 fn rewrite(headers: &mut HeaderMap) {
-    let Some(code) = headers.get("grpc-status").map(|c| c.as_bytes().to_vec()) else {
+    let Some(code) = headers
+        .get("grpc-status")
+        .map(|c| Code::from_bytes(c.as_bytes()))
+    else {
         return;
     };
     let Some(message) = headers.get("grpc-message").map(|m| decode(m.as_bytes())) else {
         return;
     };
-    let rewritten = match code.as_slice() {
-        CODE_OUT_OF_RANGE => too_large(&message).map(|m| (CODE_RESOURCE_EXHAUSTED, m)),
-        CODE_INTERNAL if message.starts_with(TONIC_UNDECODABLE) => Some((
-            "13",
-            format!("grpc: error unmarshalling request: {message}"),
-        )),
-        _ => None,
-    };
-    let Some((code, message)) = rewritten else {
+    let Some((code, message)) = translate(code, &message) else {
         return;
     };
     if let Ok(m) = HeaderValue::from_str(&encode(&message)) {
-        headers.insert("grpc-status", HeaderValue::from_static(code));
+        headers.insert("grpc-status", HeaderValue::from(code as i32));
         headers.insert("grpc-message", m);
+    }
+}
+
+/// grpc-go's answer to a streaming call's request that tonic refused
+/// (the status a stream's receiving side yields).
+pub(crate) fn stream_error(status: Status) -> Status {
+    match translate(status.code(), status.message()) {
+        Some((code, message)) => Status::new(code, message),
+        None => status,
+    }
+}
+
+/// grpc-go's code and message where tonic's `code` and `message` are its
+/// own refusal of a request; `None` for any other status.
+fn translate(code: Code, message: &str) -> Option<(Code, String)> {
+    match code {
+        Code::OutOfRange => too_large(message).map(|m| (Code::ResourceExhausted, m)),
+        Code::Internal if message.starts_with(TONIC_UNDECODABLE) => Some((
+            Code::Internal,
+            format!("grpc: error unmarshalling request: {message}"),
+        )),
+        _ => None,
     }
 }
 
@@ -147,6 +163,19 @@ mod tests {
             decode(h["grpc-message"].as_bytes()),
             "grpc: received message larger than max (700 vs. 600)"
         );
+    }
+
+    #[test]
+    fn stream_errors_translate() {
+        let tonic = Status::internal("failed to decode Protobuf message: buffer underflow");
+        let go = stream_error(tonic);
+        assert_eq!(go.code(), Code::Internal);
+        assert_eq!(
+            go.message(),
+            "grpc: error unmarshalling request: failed to decode Protobuf message: buffer underflow"
+        );
+        let etcd = Status::out_of_range("etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(stream_error(etcd.clone()).message(), etcd.message());
     }
 
     #[test]

@@ -298,8 +298,14 @@ impl Lease for LeaseService {
                 let req = tokio::select! {
                     msg = incoming.next() => match msg {
                         Some(Ok(req)) => req,
-                        // The client closed its side or the stream broke.
-                        Some(Err(_)) | None => return,
+                        // A request refused by the gRPC layer ends the
+                        // stream with grpc-go's status, as in etcd.
+                        Some(Err(e)) => {
+                            let _ = tx.send(Err(super::grpc_go::stream_error(e))).await;
+                            return;
+                        }
+                        // The client closed its side.
+                        None => return,
                     },
                     // The member stops (the response stream ends with
                     // `server stopped`), or the client went away.

@@ -165,8 +165,14 @@ impl Session {
                 () = std::future::ready(()), if behind => Ok(()),
                 msg = incoming.next() => match msg {
                     Some(Ok(req)) => self.handle(req, &store).await,
-                    // The client closed its side or the stream broke.
-                    Some(Err(_)) | None => Err(Gone),
+                    // A request refused by the gRPC layer ends the stream
+                    // with grpc-go's status, as in etcd.
+                    Some(Err(e)) => {
+                        let _ = out.send(Err(super::grpc_go::stream_error(e))).await;
+                        Err(Gone)
+                    }
+                    // The client closed its side.
+                    None => Err(Gone),
                 },
                 // The session holds the store, so its sender outlives this
                 // receiver: only a new revision wakes this branch.
