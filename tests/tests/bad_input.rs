@@ -184,9 +184,14 @@ const CASES: &[Case] = &[
     }),
     ("compaction", |c, _| Box::pin(compaction(c))),
     ("malformed-range", |c, url| {
-        Box::pin(malformed(c, url, "Range"))
+        Box::pin(malformed(c, url, "KV/Range"))
     }),
-    ("malformed-put", |c, url| Box::pin(malformed(c, url, "Put"))),
+    ("malformed-put", |c, url| {
+        Box::pin(malformed(c, url, "KV/Put"))
+    }),
+    ("malformed-watch", |c, url| {
+        Box::pin(malformed(c, url, "Watch/Watch"))
+    }),
 ];
 
 async fn put_empty_key(mut c: Client) -> i64 {
@@ -590,12 +595,14 @@ async fn compaction(mut c: Client) -> i64 {
 }
 
 /// Malformed protobuf in a raw gRPC call: a field whose length runs past
-/// the end of the message (Range), an invalid wire type (Put). etcd
-/// answers Internal `grpc: error unmarshalling request: <Go decoder text>`.
+/// the end of the message (Range, and a Watch stream's first request), an
+/// invalid wire type (Put). etcd answers Internal with grpc-go's message,
+/// `grpc: error unmarshalling request: <Go decoder text>` for a unary call,
+/// `grpc: failed to unmarshal the received message <…>` on a stream.
 async fn malformed(mut c: Client, url: String, method: &'static str) -> i64 {
     let message: &[u8] = match method {
-        "Range" => &[0x0a, 0x05, b'a'],
-        _ => &[0x0a, 0x01, b'k', 0x17],
+        "KV/Put" => &[0x0a, 0x01, b'k', 0x17],
+        _ => &[0x0a, 0x05, b'a'],
     };
     let (code, msg) = tokio::task::spawn_blocking(move || raw_grpc(&url, method, message))
         .await
@@ -603,19 +610,23 @@ async fn malformed(mut c: Client, url: String, method: &'static str) -> i64 {
     assert_eq!(code, "13", "grpc-status of a malformed {method}: {msg:?}");
     // The decoder's own text after the prefix is Go's in etcd, prost's in
     // sett: only the prefix can match.
-    let prefix = "grpc: error unmarshalling request: ";
+    let prefix = if method.starts_with("Watch/") {
+        "grpc: failed to unmarshal the received message "
+    } else {
+        "grpc: error unmarshalling request: "
+    };
     assert!(
         msg.len() > prefix.len() && msg.starts_with(prefix),
         "{msg:?}"
     );
-    // The same connection-less path still answers a good request.
+    // The member still answers a good request.
     c.get("seed/k00", None)
         .await
         .expect("read after a malformed call");
     0
 }
 
-/// Posts `message` as one gRPC frame to `/etcdserverpb.KV/<method>` at
+/// Posts `message` as one gRPC frame to `/etcdserverpb.<method>` at
 /// `url` with curl; returns `(grpc-status, grpc-message)` (decoded).
 fn raw_grpc(url: &str, method: &str, message: &[u8]) -> (String, String) {
     let mut frame = vec![0u8];
@@ -656,7 +667,7 @@ fn curl(url: &str, method: &str, body: &Path) -> Command {
     .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
     .arg("--data-binary")
     .arg(format!("@{}", body.display()))
-    .arg(format!("{url}/etcdserverpb.KV/{method}"));
+    .arg(format!("{url}/etcdserverpb.{method}"));
     cmd
 }
 

@@ -7,8 +7,9 @@
 //!   is: M bytes`; grpc-go ResourceExhausted
 //!   `grpc: received message larger than max (N vs. M)`.
 //! - A message that does not decode: both answer Internal; grpc-go's
-//!   message is `grpc: error unmarshalling request: <decoder error>` (the
-//!   decoder's own text cannot match Go's).
+//!   message is `grpc: error unmarshalling request: <decoder error>` for a
+//!   unary call, `grpc: failed to unmarshal the received message <decoder
+//!   error>` on a stream (the decoder's own text cannot match Go's).
 //!
 //! [`GrpcGoErrors`] rewrites trailers-only answers (status in the response
 //! headers): that is how a unary call refused before its handler ends. A
@@ -22,6 +23,9 @@ use tonic::{Code, Status};
 
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
 const TONIC_UNDECODABLE: &str = "failed to decode Protobuf message";
+/// grpc-go's prefixes for an undecodable message: unary, streaming.
+const GO_UNDECODABLE_UNARY: &str = "grpc: error unmarshalling request: ";
+const GO_UNDECODABLE_STREAM: &str = "grpc: failed to unmarshal the received message ";
 
 /// Wraps a gRPC service; see the module docs.
 #[derive(Debug, Clone)]
@@ -65,7 +69,7 @@ fn rewrite(headers: &mut HeaderMap) {
     let Some(message) = headers.get("grpc-message").map(|m| decode(m.as_bytes())) else {
         return;
     };
-    let Some((code, message)) = translate(code, &message) else {
+    let Some((code, message)) = translate(code, &message, GO_UNDECODABLE_UNARY) else {
         return;
     };
     if let Ok(m) = HeaderValue::from_str(&encode(&message)) {
@@ -77,21 +81,21 @@ fn rewrite(headers: &mut HeaderMap) {
 /// grpc-go's answer to a streaming call's request that tonic refused
 /// (the status a stream's receiving side yields).
 pub(crate) fn stream_error(status: Status) -> Status {
-    match translate(status.code(), status.message()) {
+    match translate(status.code(), status.message(), GO_UNDECODABLE_STREAM) {
         Some((code, message)) => Status::new(code, message),
         None => status,
     }
 }
 
 /// grpc-go's code and message where tonic's `code` and `message` are its
-/// own refusal of a request; `None` for any other status.
-fn translate(code: Code, message: &str) -> Option<(Code, String)> {
+/// own refusal of a request (`undecodable` heads grpc-go's message for an
+/// undecodable one); `None` for any other status.
+fn translate(code: Code, message: &str, undecodable: &str) -> Option<(Code, String)> {
     match code {
         Code::OutOfRange => too_large(message).map(|m| (Code::ResourceExhausted, m)),
-        Code::Internal if message.starts_with(TONIC_UNDECODABLE) => Some((
-            Code::Internal,
-            format!("grpc: error unmarshalling request: {message}"),
-        )),
+        Code::Internal if message.starts_with(TONIC_UNDECODABLE) => {
+            Some((Code::Internal, format!("{undecodable}{message}")))
+        }
         _ => None,
     }
 }
@@ -172,7 +176,8 @@ mod tests {
         assert_eq!(go.code(), Code::Internal);
         assert_eq!(
             go.message(),
-            "grpc: error unmarshalling request: failed to decode Protobuf message: buffer underflow"
+            "grpc: failed to unmarshal the received message \
+             failed to decode Protobuf message: buffer underflow"
         );
         let etcd = Status::out_of_range("etcdserver: mvcc: required revision has been compacted");
         assert_eq!(stream_error(etcd.clone()).message(), etcd.message());
