@@ -317,14 +317,16 @@ fn matters(op: &Op) -> bool {
     }
 }
 
-/// The slice plus every failed op that wrote a value the slice observes.
+/// The slice plus (up to a few) failed ops that wrote a value the slice
+/// observes.
 fn with_failed_context(mut slice: Vec<Op>, all: &[Op]) -> Vec<Op> {
+    /// Failed ops added for context, at most.
+    const FAILED_SHOWN_MAX: usize = 8;
     let observed: HashSet<u64> = slice.iter().filter_map(observes).collect();
-    for op in all {
-        if op.outcome == Outcome::Failed && writes(op).is_some_and(|v| observed.contains(&v)) {
-            slice.push(op.clone());
-        }
-    }
+    let failed = all.iter().filter(|op| {
+        op.outcome == Outcome::Failed && writes(op).is_some_and(|v| observed.contains(&v))
+    });
+    slice.extend(failed.take(FAILED_SHOWN_MAX).cloned());
     slice.sort_by_key(|o| (o.invoke_ns, o.id));
     slice
 }
@@ -912,6 +914,7 @@ fn search(p: &Prepared, max_steps: u64, want_trace: bool) -> (Verdict, Trace) {
             return (Verdict::Inconclusive, trace);
         }
         if s.done == p.defs.len() {
+            debug_assert!((0..p.defs.len()).all(|i| s.linearized.get(i)));
             return (Verdict::Linearizable, trace);
         }
         let start = cands.len();
@@ -936,10 +939,11 @@ fn search(p: &Prepared, max_steps: u64, want_trace: bool) -> (Verdict, Trace) {
             mv: Some(mv),
         });
     }
+    debug_assert_eq!(s.done, 0, "every move was undone");
+    debug_assert_eq!(s.fingerprint, 0, "every move was undone");
     (Verdict::Violation, trace)
 }
 
-/// Checks one key's relevant ops.
 /// Checks one key's relevant ops; also returns the search steps spent.
 fn verdict(ops: &[Op], max_steps: u64) -> (Verdict, u64) {
     let p = prepare(ops);
