@@ -21,6 +21,8 @@ mod db;
 mod error;
 mod format;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 mod iter;
 mod keyspace;
 mod levels;

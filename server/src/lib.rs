@@ -17,6 +17,8 @@ pub mod api;
 pub mod config;
 pub mod dbfile;
 pub mod debug_faults;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mvcc;
 pub mod network;
 pub mod node;

@@ -10,4 +10,8 @@ mod read;
 mod write;
 
 pub use read::RestoreSummary;
+// For `crate::fuzzing` (the stream decoder without a database behind it).
+pub(crate) use fingerprint::Fingerprint;
+pub(crate) use format::{encode_frame, Header, Trailer};
+pub(crate) use read::FrameReader;
 pub use write::{BackupOptions, BackupSummary};

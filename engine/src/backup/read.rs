@@ -56,7 +56,7 @@ fn corrupt(offset: u64, reason: impl Into<String>) -> Error {
 }
 
 /// Reads and checks a backup: header, frames, trailer, end of input.
-struct FrameReader<R> {
+pub(crate) struct FrameReader<R> {
     r: R,
     /// Bytes consumed so far.
     offset: u64,
@@ -69,7 +69,7 @@ struct FrameReader<R> {
 }
 
 impl<R: Read> FrameReader<R> {
-    fn new(r: R) -> Self {
+    pub(crate) fn new(r: R) -> Self {
         FrameReader {
             r,
             offset: 0,
@@ -96,7 +96,7 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
-    fn header(&mut self) -> Result<Header> {
+    pub(crate) fn header(&mut self) -> Result<Header> {
         let mut b = [0u8; HEADER_LEN];
         self.fill(&mut b, "header")?;
         self.body_crc.update(&b);
@@ -105,7 +105,7 @@ impl<R: Read> FrameReader<R> {
 
     /// The next frame's batch, or `None` once the trailer and the end of
     /// input have been verified.
-    fn next_frame(&mut self) -> Result<Option<KvBatch>> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<KvBatch>> {
         assert!(self.trailer.is_none(), "read past the trailer");
         let start = self.offset;
         let mut prefix = [0u8; FRAME_PREFIX_LEN];

@@ -14,3 +14,6 @@ mod tests;
 
 pub(crate) use edit::{ManifestEdit, TableMeta};
 pub(crate) use manifest::Manifest;
+// For `crate::fuzzing` (replay of a whole manifest file's bytes).
+pub(crate) use record::{encode_record, file_header, replay};
+pub(crate) use state::ManifestState;

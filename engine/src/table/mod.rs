@@ -24,6 +24,10 @@ pub(crate) use cache::BlockCache;
 pub(crate) use index_cache::IndexCache;
 pub(crate) use iter::TableIter;
 pub(crate) use reader::Table;
+// For `crate::fuzzing` (the block-level decoders it drives directly).
+pub(crate) use block::{Block, BlockBuilder, BlockBytes, DecodedBlock, RESTART_INTERVAL};
+pub(crate) use codec::{read_block, write_block};
+pub(crate) use footer::BlockHandle;
 
 #[cfg(test)]
 mod tests;
