@@ -160,7 +160,6 @@ fn run_child(dir: &Path, trial: u64, seed: u64, spec: &str, bound: Duration) -> 
     run
 }
 
-
 /// Number of entries and their fingerprint under `prefix`.
 fn fingerprint(db: &Db, prefix: &[u8]) -> (u64, u64) {
     let all = dump(db, prefix).expect("read the ingest target");
