@@ -37,6 +37,13 @@ and the etcd v3 API to clients (etcdctl, etcd client libraries) on \
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Parses and validates the flags and SETT_* variables as a start
+    /// would, prints the resolved configuration as JSON and exits: 0 when
+    /// it is valid, 2 with the error a start would give when not. Binds
+    /// nothing and writes nothing (an existing <data-dir>/member.json is
+    /// read, as at a restart).
+    #[arg(long)]
+    config_check: bool,
     #[command(flatten)]
     flags: Flags,
 }
@@ -304,10 +311,46 @@ fn playground(args: &PlaygroundArgs) -> Result<ExitCode, String> {
     })
 }
 
+/// `sett --config-check`: everything a start checks before it binds its
+/// listeners (the flags, member.json, openraft's configuration, that every
+/// listen URL's host resolves), then the resolved configuration on stdout.
+fn config_check(flags: &Flags) -> ExitCode {
+    let checked = flags.resolve().map_err(|e| e.to_string()).and_then(|cfg| {
+        sett_server::node::raft_config(&cfg).map_err(|e| e.to_string())?;
+        for url in cfg.listen_client_urls.iter().chain(&cfg.listen_peer_urls) {
+            let hostport = url.strip_prefix("http://").unwrap_or(url);
+            let resolved = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+                .map_err(|e| format!("cannot listen on {url}: {e}"))?;
+            if resolved.count() == 0 {
+                return Err(format!(
+                    "cannot listen on {url}: host resolves to no address"
+                ));
+            }
+        }
+        Ok(cfg)
+    });
+    match checked {
+        Ok(cfg) => {
+            let mut out = serde_json::to_value(&cfg).expect("config serializes");
+            out["data_dir"] = cfg.data_dir.display().to_string().into();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("config serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sett: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Playground(args)) => run_playground(args),
+        None if cli.config_check => config_check(&cli.flags),
         None => run_member(&cli.flags),
     }
 }

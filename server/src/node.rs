@@ -21,6 +21,8 @@
 //! and the binary use [`KvApplier`] today; the etcd MVCC store plugs in by
 //! implementing [`NodeApplier`] and being passed to [`Node::start`].
 
+pub mod health;
+
 use crate::api::authority::AuthorityFix;
 use crate::config::{ClusterState, ConfigError, MemberConfig};
 use crate::network::{
@@ -501,7 +503,15 @@ impl<A: NodeApplier> Node<A> {
             tonic::service::Routes::new(RaftService::new(raft.clone(), me).into_server());
         let peer_addrs = serve(listeners, peer_routes, false, &stopped, &mut servers)?;
         let client_addrs = match A::client_routes(&applier, &proposer, &cfg, &stopped) {
-            Some(routes) => serve(client_listeners, routes, true, &stopped, &mut servers)?,
+            Some(routes) => {
+                let health = health::service(
+                    proposer.clone(),
+                    Duration::from_millis(cfg.election_timeout_ms),
+                    stopped.clone(),
+                );
+                let routes = routes.add_service(health);
+                serve(client_listeners, routes, true, &stopped, &mut servers)?
+            }
             None => Vec::new(),
         };
         tracing::info!(
