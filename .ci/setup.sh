@@ -5,5 +5,7 @@
 #   libprotobuf-dev    google/protobuf/*.proto, imported by those protos
 #   etcd-client        etcdctl 3.4, run against a sett cluster
 #   etcd-server        etcd 3.4, the reference the etcdctl tests compare with
+#   curl               sends malformed protobuf over raw HTTP/2 in the
+#                      bad-input suite (tests/tests/bad_input.rs)
 set -euo pipefail
-exec bash "$(dirname "$0")/apt-install.sh" protobuf-compiler libprotobuf-dev etcd-client etcd-server
+exec bash "$(dirname "$0")/apt-install.sh" protobuf-compiler libprotobuf-dev etcd-client etcd-server curl
