@@ -9,6 +9,7 @@
 //! proxy, whichever incarnation is on the other end.
 
 use super::proxy::{Cut, Link};
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -78,22 +79,25 @@ pub struct Procs {
     debug_faults: String,
     /// Flags every member starts with.
     common_args: Vec<String>,
-    /// Listeners holding the members' ports until they start.
-    reserved: Vec<TcpListener>,
+    /// Listeners holding each (slot, incarnation)'s ports until it starts.
+    reserved: HashMap<(usize, usize), Vec<TcpListener>>,
 }
 
-/// Free ports on 127.0.0.1, held by the returned listeners until the
-/// members are about to bind them (so that the proxies, which bind later,
-/// cannot be given one of them).
-fn free_ports(n: usize) -> (Vec<u16>, Vec<TcpListener>) {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    let ports = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect();
-    (ports, listeners)
+/// Free ports on 127.0.0.1, each held by a listener until its member is
+/// about to bind it. They are drawn from below Linux's ephemeral range
+/// (32768 and up), so no outgoing connection of a proxy or a client can be
+/// given one of them in the meantime, however long a later incarnation
+/// waits for its turn.
+fn free_ports(n: usize) -> Vec<(u16, TcpListener)> {
+    let mut rng = rand::thread_rng();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let port = rand::Rng::gen_range(&mut rng, 10_000..32_000);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            out.push((port, l));
+        }
+    }
+    out
 }
 
 impl Procs {
@@ -106,7 +110,16 @@ impl Procs {
         debug_faults: String,
         common_args: Vec<String>,
     ) -> Procs {
-        let (ports, reserved) = free_ports(2 * n * INCARNATIONS);
+        let mut reserved = HashMap::new();
+        let mut ports = Vec::new();
+        for (i, (port, listener)) in free_ports(2 * n * INCARNATIONS).into_iter().enumerate() {
+            ports.push(port);
+            let slot_incarnation = (i / 2 / INCARNATIONS, i / 2 % INCARNATIONS);
+            reserved
+                .entry(slot_incarnation)
+                .or_insert_with(Vec::new)
+                .push(listener);
+        }
         let slots: Vec<Slot> = (0..n)
             .map(|s| Slot {
                 urls: (0..INCARNATIONS)
@@ -238,7 +251,7 @@ impl Procs {
     }
 
     fn spawn(&mut self, s: usize, args: &[String]) {
-        self.reserved.clear();
+        self.reserved.remove(&(s, self.slots[s].incarnation));
         let log = OpenOptions::new()
             .create(true)
             .append(true)
