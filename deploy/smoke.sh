@@ -2,7 +2,7 @@
 # Smoke test of the image and the compose cluster (needs Docker and
 # docker-compose; pulls nothing):
 #   1. builds the image (deploy/build-image.sh) unless SETT_SKIP_BUILD=1;
-#   2. `sett --version` and `settctl version` in the image;
+#   2. `sett --version` and `settctl --version` in the image;
 #   3. `docker-compose up -d` of deploy/docker-compose.yml, waits (bounded)
 #      for `endpoint health --cluster` from inside the network, then a put
 #      and a get through the host's loopback port; one member stopped, a
@@ -21,7 +21,7 @@ fi
 
 echo "== image"
 docker run --rm "$image" sett --version
-docker run --rm "$image" settctl version
+docker run --rm "$image" settctl --version
 
 cleanup() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -52,8 +52,30 @@ if [ "$got" != smoke-value ]; then
 fi
 echo "get smoke-key: $got"
 
-echo "== stop one member, the others still answer"
+echo "== stop one member (SIGTERM, clean exit), the others still take writes"
 "${compose[@]}" stop -t 30 sett-3
-"${ctl[@]}" put after-stop ok
+code=$(docker inspect -f '{{.State.ExitCode}}' "$("${compose[@]}" ps -q sett-3)")
+if [ "$code" != 0 ]; then
+    echo "sett-3 exited with $code after SIGTERM" >&2
+    exit 1
+fi
+# A write may meet the election that follows a stopped leader: retried.
+deadline=$((SECONDS + wait_secs))
+until "${ctl[@]}" put after-stop ok; do
+    if [ $SECONDS -ge $deadline ]; then
+        echo "no write accepted within ${wait_secs}s with sett-3 stopped" >&2
+        exit 1
+    fi
+    sleep 1
+done
 "${compose[@]}" start sett-3
+deadline=$((SECONDS + wait_secs))
+until "${ctl[@]}" endpoint health --cluster >/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+        echo "sett-3 did not rejoin within ${wait_secs}s" >&2
+        exit 1
+    fi
+    sleep 2
+done
+echo "sett-3 rejoined"
 echo "smoke: ok"
