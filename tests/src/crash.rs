@@ -28,13 +28,90 @@
 //! Values are [`value`]`(trial, seq, key, len)`: the reader can recompute
 //! every byte, so any value that was never written is detected.
 
-use sett_engine::Options;
+use sett_engine::{Db, Options};
+use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::Path;
 
 /// Writer threads in the child.
 pub const WRITERS: usize = 3;
 /// Keys per writer.
 pub const KEYS_PER_WRITER: usize = 32;
+
+/// splitmix64: enough randomness for a child's workload, no dependency.
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// Writes one whole line to stdout (one `write`, then a flush); a closed
+/// pipe means the test is gone, and the child exits.
+pub fn emit(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(line.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Writer `w` of a child: commits random transactions on its own keys
+/// forever, announcing each with `TRY` and acknowledging it with `ACK`
+/// (see the module docs). Writer 0 also flushes the memtable every
+/// `flush_every` commits when given.
+pub fn run_writer(db: &Db, trial: u64, w: usize, seed: u64, flush_every: Option<u64>) {
+    let mut rng = Rng(seed ^ (w as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93));
+    for seq in 0u64.. {
+        let count = 1 + rng.below(3);
+        let picked: BTreeSet<usize> = (0..count)
+            .map(|_| rng.below(KEYS_PER_WRITER as u64) as usize)
+            .collect();
+        let writes: Vec<Write> = picked
+            .into_iter()
+            .map(|i| {
+                let len = match rng.below(10) {
+                    0 => None,
+                    1..=6 => Some(1 + rng.below(60) as usize),
+                    _ => Some(100 + rng.below(3000) as usize),
+                };
+                (i, len)
+            })
+            .collect();
+        let mut txn = db.begin_write();
+        for &(i, len) in &writes {
+            let k = key(w, i);
+            match len {
+                Some(len) => txn.set(k.clone(), value(trial, seq, &k, len)),
+                None => txn.delete(k),
+            }
+            .expect("buffer a write");
+        }
+        emit(&try_line(w, seq, &writes));
+        txn.commit().expect("commit");
+        emit(&format!("ACK {w} {seq}\n"));
+        if let Some(n) = flush_every {
+            if w == 0 && seq % n == n - 1 {
+                db.flush().expect("flush");
+            }
+        }
+    }
+}
 
 /// Options both sides use: synced commits and small everything, so that
 /// flushes, compactions and value-log rotations happen within a trial.

@@ -16,77 +16,10 @@
 //! Usage: `crash_matrix_child <dir> <trial> <seed> <mode>`
 
 use sett_engine::{Db, GcOutcome, KvBatch, StreamOptions};
-use sett_tests::crash::{
-    entry_hash, key, matrix_ingest_prefix, options, try_line, value, Write as KeyWrite,
-    KEYS_PER_WRITER, WRITERS,
-};
-use std::collections::BTreeSet;
-use std::io::Write;
+use sett_tests::crash::{emit, entry_hash, matrix_ingest_prefix, options, run_writer, WRITERS};
 use std::path::{Path, PathBuf};
 use std::process::exit;
 use std::time::Duration;
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Writes one whole line; a closed pipe means the test is gone.
-fn emit(line: &str) {
-    let mut out = std::io::stdout().lock();
-    if out
-        .write_all(line.as_bytes())
-        .and_then(|()| out.flush())
-        .is_err()
-    {
-        exit(0);
-    }
-}
-
-fn writer(db: &Db, trial: u64, w: usize, seed: u64) {
-    let mut rng = Rng(seed ^ (w as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93));
-    for seq in 0u64.. {
-        let count = 1 + rng.below(3);
-        let picked: BTreeSet<usize> = (0..count)
-            .map(|_| rng.below(KEYS_PER_WRITER as u64) as usize)
-            .collect();
-        let writes: Vec<KeyWrite> = picked
-            .into_iter()
-            .map(|i| {
-                let len = match rng.below(10) {
-                    0 => None,
-                    1..=5 => Some(1 + rng.below(60) as usize),
-                    _ => Some(100 + rng.below(3000) as usize),
-                };
-                (i, len)
-            })
-            .collect();
-        let mut txn = db.begin_write();
-        for &(i, len) in &writes {
-            let k = key(w, i);
-            match len {
-                Some(len) => txn.set(k.clone(), value(trial, seq, &k, len)),
-                None => txn.delete(k),
-            }
-            .expect("buffer a write");
-        }
-        emit(&try_line(w, seq, &writes));
-        txn.commit().expect("commit");
-        emit(&format!("ACK {w} {seq}\n"));
-    }
-}
 
 /// Flushes every few milliseconds.
 fn flusher(db: &Db) {
@@ -175,7 +108,7 @@ fn main() {
     std::thread::scope(|s| {
         for w in 0..WRITERS {
             let db = &db;
-            s.spawn(move || writer(db, trial, w, seed));
+            s.spawn(move || run_writer(db, trial, w, seed, None));
         }
         match (mode, &target) {
             ("vlog_gc", _) => s.spawn(|| collector(&db)),

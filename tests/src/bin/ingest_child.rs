@@ -7,21 +7,9 @@
 //! Usage: `ingest_child <dir> <trial>`
 
 use sett_engine::{Db, KvBatch, KvEntry};
-use sett_tests::crash::{ingest_key, options, INGEST_ROUND_KEYS};
-use std::io::Write;
+use sett_tests::crash::{emit, ingest_key, options, INGEST_ROUND_KEYS};
 use std::path::PathBuf;
 use std::process::exit;
-
-fn emit(line: &str) {
-    let mut out = std::io::stdout().lock();
-    if out
-        .write_all(line.as_bytes())
-        .and_then(|()| out.flush())
-        .is_err()
-    {
-        exit(0);
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -426,18 +426,7 @@ pub async fn watcher(
                     if resp.canceled() {
                         break;
                     }
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        log.events.push(WatchEvent {
-                            revision: kv.mod_revision(),
-                            key: String::from_utf8_lossy(kv.key()).into_owned(),
-                            kind: match ev.event_type() {
-                                EventType::Put => EventKind::Put,
-                                EventType::Delete => EventKind::Delete,
-                            },
-                            value: kv.value().to_vec(),
-                        });
-                    }
+                    log.events.extend(resp.events().iter().filter_map(event));
                 }
                 Ok(_) => break,
                 Err(_) => {
@@ -451,6 +440,20 @@ pub async fn watcher(
             }
         }
     }
+}
+
+/// A watch event as the checker takes it.
+fn event(ev: &etcd_client::Event) -> Option<WatchEvent> {
+    let kv = ev.kv()?;
+    Some(WatchEvent {
+        revision: kv.mod_revision(),
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        kind: match ev.event_type() {
+            EventType::Put => EventKind::Put,
+            EventType::Delete => EventKind::Delete,
+        },
+        value: kv.value().to_vec(),
+    })
 }
 
 /// The complete event list of [`WATCH_PREFIX`] from `start` through
@@ -479,18 +482,7 @@ pub async fn reference_events(
             Ok(Err(e)) => return Err(format!("reference watch: {e}")),
             Err(_) => return Err(format!("reference watch did not reach revision {end}")),
         };
-        for ev in resp.events() {
-            let Some(kv) = ev.kv() else { continue };
-            events.push(WatchEvent {
-                revision: kv.mod_revision(),
-                key: String::from_utf8_lossy(kv.key()).into_owned(),
-                kind: match ev.event_type() {
-                    EventType::Put => EventKind::Put,
-                    EventType::Delete => EventKind::Delete,
-                },
-                value: kv.value().to_vec(),
-            });
-        }
+        events.extend(resp.events().iter().filter_map(event));
     }
     Ok(events)
 }
