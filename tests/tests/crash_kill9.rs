@@ -16,7 +16,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sett_engine::{Db, IterOptions};
-use sett_tests::crash::{options, parse_line, value, Line, WRITERS};
+use sett_tests::crash::{matching_prefixes, options, parse_line, value, Line, WRITERS};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -138,45 +138,6 @@ fn run_child(dir: &Path, trial: u64, seed: u64, delay: Duration, gc: bool) -> Ch
         opened,
         collected,
     }
-}
-
-/// The transaction counts `n` in `lo..=hi` such that applying the first `n`
-/// of `tried` to `base` gives exactly `observed`.
-fn matching_prefixes(
-    base: &State,
-    tried: &[Txn],
-    observed: &State,
-    (lo, hi): (usize, usize),
-) -> Vec<usize> {
-    let mut state = base.clone();
-    let differ_at = |k: &Vec<u8>, state: &State| state.get(k) != observed.get(k);
-    let mut differ = state
-        .keys()
-        .chain(observed.keys().filter(|k| !state.contains_key(*k)))
-        .filter(|k| differ_at(k, &state))
-        .count();
-    let mut out = Vec::new();
-    if lo == 0 && differ == 0 {
-        out.push(0);
-    }
-    for (i, txn) in tried[..hi].iter().enumerate() {
-        for (k, v) in txn {
-            let before = differ_at(k, &state);
-            match v {
-                Some(v) => state.insert(k.clone(), v.clone()),
-                None => state.remove(k),
-            };
-            match (before, differ_at(k, &state)) {
-                (false, true) => differ += 1,
-                (true, false) => differ -= 1,
-                _ => {}
-            }
-        }
-        if i + 1 >= lo && differ == 0 {
-            out.push(i + 1);
-        }
-    }
-    out
 }
 
 /// Every key and value in the database.
