@@ -30,7 +30,7 @@
 
 use sett_engine::{Db, Options};
 use std::collections::BTreeSet;
-use std::io::Write as _;
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::path::Path;
 
 /// Writer threads in the child.
@@ -391,6 +391,24 @@ pub fn parse_ingest_line(line: &str) -> Option<IngestLine> {
         )),
         "INGEST_DONE" => Some(IngestLine::Done(round)),
         _ => None,
+    }
+}
+
+/// Whole lines a child wrote before it died; a partial last line is
+/// dropped.
+pub fn read_lines(out: impl Read) -> Vec<String> {
+    let mut r = BufReader::new(out);
+    let mut lines = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return lines,
+            Ok(_) if buf.ends_with(b"\n") => {
+                lines.push(String::from_utf8(buf[..buf.len() - 1].to_vec()).expect("utf-8 line"))
+            }
+            Ok(_) => return lines,
+        }
     }
 }
 

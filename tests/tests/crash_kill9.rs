@@ -16,9 +16,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sett_engine::{Db, IterOptions};
-use sett_tests::crash::{matching_prefixes, options, parse_line, value, Line, WRITERS};
+use sett_tests::crash::{matching_prefixes, options, parse_line, read_lines, value, Line, WRITERS};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,24 +36,6 @@ struct History {
     tried: Vec<Txn>,
     /// How many of them were acknowledged (always a prefix).
     acked: usize,
-}
-
-/// Whole lines the child wrote before it died; a partial last line is
-/// dropped.
-fn read_lines(out: impl Read) -> Vec<String> {
-    let mut r = BufReader::new(out);
-    let mut lines = Vec::new();
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match r.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return lines,
-            Ok(_) if buf.ends_with(b"\n") => {
-                lines.push(String::from_utf8(buf[..buf.len() - 1].to_vec()).expect("utf-8 line"))
-            }
-            Ok(_) => return lines,
-        }
-    }
 }
 
 /// What a killed child reported.

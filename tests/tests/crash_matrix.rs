@@ -24,10 +24,10 @@ use sett_engine::crash_point::{CRASH_AT_ENV, MANIFEST_REWRITE_EAGER_ENV, POINTS}
 use sett_engine::Db;
 use sett_tests::crash::{
     dump, entry_hash, matching_prefixes, matrix_ingest_prefix, options, parse_ingest_line,
-    parse_line, writer_of, History, IngestLine, Line, State, WRITERS,
+    parse_line, read_lines, writer_of, History, IngestLine, Line, State, WRITERS,
 };
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -35,24 +35,6 @@ use std::time::{Duration, Instant};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// Whole lines the child wrote before it died; a partial last line is
-/// dropped.
-fn read_lines(out: impl Read) -> Vec<String> {
-    let mut r = BufReader::new(out);
-    let mut lines = Vec::new();
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match r.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return lines,
-            Ok(_) if buf.ends_with(b"\n") => {
-                lines.push(String::from_utf8(buf[..buf.len() - 1].to_vec()).expect("utf-8 line"))
-            }
-            Ok(_) => return lines,
-        }
-    }
 }
 
 /// How a child run ended.
