@@ -15,8 +15,10 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sett_engine::{Db, IterOptions};
-use sett_tests::crash::{matching_prefixes, options, parse_line, read_lines, value, Line, WRITERS};
+use sett_engine::Db;
+use sett_tests::crash::{
+    dump, matching_prefixes, options, parse_line, read_lines, value, writer_of, Line, WRITERS,
+};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -122,29 +124,6 @@ fn run_child(dir: &Path, trial: u64, seed: u64, delay: Duration, gc: bool) -> Ch
     }
 }
 
-/// Every key and value in the database.
-fn dump(db: &Db) -> State {
-    let txn = db.begin_read();
-    let mut it = txn.iter(IterOptions::default());
-    it.rewind().unwrap();
-    let mut out = State::new();
-    while it.valid() {
-        out.insert(it.item().key().to_vec(), it.item().value().unwrap());
-        it.next().unwrap();
-    }
-    out
-}
-
-fn writer_of(key: &[u8]) -> Option<usize> {
-    let rest = key.strip_prefix(b"w")?;
-    let slash = rest.iter().position(|&b| b == b'/')?;
-    std::str::from_utf8(&rest[..slash])
-        .ok()?
-        .parse()
-        .ok()
-        .filter(|&w| w < WRITERS)
-}
-
 #[test]
 fn acknowledged_commits_survive_kill_9() {
     run_trials(false, 50);
@@ -189,7 +168,7 @@ fn run_trials(gc: bool, default_trials: u64) {
             Db::open(options(&dir)).unwrap_or_else(|e| panic!("trial {trial}: reopen failed: {e}"));
         db.check()
             .unwrap_or_else(|e| panic!("trial {trial}: check failed: {e}"));
-        let all = dump(&db);
+        let all = dump(&db, &[]).expect("read the reopened database");
         let mut observed: Vec<State> = vec![State::new(); WRITERS];
         for (k, v) in all {
             let w = writer_of(&k).unwrap_or_else(|| panic!("trial {trial}: unknown key {k:?}"));
