@@ -173,6 +173,18 @@ pub struct Flags {
     /// [default: 10m].
     #[arg(long, env = "SETT_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL")]
     pub experimental_watch_progress_notify_interval: Option<String>,
+
+    // Authentication
+    /// Auth token type; only `simple` is supported [default: simple].
+    #[arg(long, env = "SETT_AUTH_TOKEN")]
+    pub auth_token: Option<String>,
+    /// Time (in seconds) an unused simple token stays valid
+    /// [default: 300].
+    #[arg(long, env = "SETT_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: Option<u64>,
+    /// bcrypt cost for hashing passwords, 4 to 31 [default: 10].
+    #[arg(long, env = "SETT_BCRYPT_COST")]
+    pub bcrypt_cost: Option<u32>,
 }
 
 /// A configuration that cannot be used.
@@ -262,6 +274,27 @@ pub struct MemberConfig {
     /// `--experimental-watch-progress-notify-interval`, in milliseconds.
     #[serde(default = "default_progress_notify_ms")]
     pub watch_progress_notify_interval_ms: u64,
+
+    // Authentication
+    /// `--auth-token-ttl`, in seconds.
+    #[serde(default = "default_auth_token_ttl_secs")]
+    pub auth_token_ttl_secs: u64,
+    /// `--bcrypt-cost`.
+    #[serde(default = "default_bcrypt_cost")]
+    pub bcrypt_cost: u32,
+}
+
+/// etcd's default `--auth-token-ttl` (seconds).
+pub const DEFAULT_AUTH_TOKEN_TTL_SECS: u64 = 300;
+/// etcd's default `--bcrypt-cost`.
+pub const DEFAULT_BCRYPT_COST: u32 = 10;
+
+fn default_auth_token_ttl_secs() -> u64 {
+    DEFAULT_AUTH_TOKEN_TTL_SECS
+}
+
+fn default_bcrypt_cost() -> u32 {
+    DEFAULT_BCRYPT_COST
 }
 
 fn default_progress_notify_ms() -> u64 {
@@ -508,6 +541,8 @@ impl Flags {
             auto_compaction_retention: "0".into(),
             log_level: LogLevel::Info,
             watch_progress_notify_interval_ms: DEFAULT_PROGRESS_NOTIFY_MS,
+            auth_token_ttl_secs: DEFAULT_AUTH_TOKEN_TTL_SECS,
+            bcrypt_cost: DEFAULT_BCRYPT_COST,
         })
     }
 
@@ -564,8 +599,37 @@ impl Flags {
                 })?;
             cfg.watch_progress_notify_interval_ms = (secs * 1000.0).ceil() as u64;
         }
+        if let Some(t) = &self.auth_token {
+            // etcd also accepts options after a comma (`simple,...`).
+            if t.split(',').next() != Some("simple") {
+                return Err(invalid(
+                    "--auth-token",
+                    format!("{t:?}: only simple tokens are supported"),
+                ));
+            }
+        }
+        if let Some(v) = self.auth_token_ttl {
+            if v == 0 {
+                return Err(invalid("--auth-token-ttl", "must be positive"));
+            }
+            cfg.auth_token_ttl_secs = v;
+        }
+        if let Some(v) = self.bcrypt_cost {
+            if !(bcrypt_cost_min()..=31).contains(&v) {
+                return Err(invalid(
+                    "--bcrypt-cost",
+                    format!("{v} is outside {}..=31", bcrypt_cost_min()),
+                ));
+            }
+            cfg.bcrypt_cost = v;
+        }
         Ok(())
     }
+}
+
+/// The lowest bcrypt cost accepted.
+fn bcrypt_cost_min() -> u32 {
+    4
 }
 
 /// Parses a periodic retention: `<n>h`, `<n>m`, `<n>s` or a number of

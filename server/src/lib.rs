@@ -10,10 +10,12 @@
 //! - [`node`]: one member: storage, Raft, bootstrap, write forwarding and
 //!   linearizable reads.
 //! - [`api`]: the etcd v3 services clients call.
+//! - [`auth`]: users, roles, permissions and tokens (etcd's auth store).
 //! - [`dbfile`]: the snapshot file of `Maintenance.Snapshot`.
 //! - [`config`]: etcd-style flags and the member's persisted configuration.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod dbfile;
 pub mod debug_faults;

@@ -138,9 +138,12 @@ impl Cluster for ClusterService {
         &self,
         request: GrpcRequest<MemberAddRequest>,
     ) -> Result<GrpcResponse<MemberAddResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
+            caller.forward_token(&mut fwd);
             return self.forwarded(leader.member_add(fwd)).await;
         }
         let req = request.into_inner();
@@ -191,9 +194,12 @@ impl Cluster for ClusterService {
         &self,
         request: GrpcRequest<MemberRemoveRequest>,
     ) -> Result<GrpcResponse<MemberRemoveResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
+            caller.forward_token(&mut fwd);
             return self.forwarded(leader.member_remove(fwd)).await;
         }
         let id = request.into_inner().id;
@@ -217,9 +223,12 @@ impl Cluster for ClusterService {
         &self,
         request: GrpcRequest<MemberUpdateRequest>,
     ) -> Result<GrpcResponse<MemberUpdateResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
+            caller.forward_token(&mut fwd);
             return self.forwarded(leader.member_update(fwd)).await;
         }
         let req = request.into_inner();
@@ -254,6 +263,7 @@ impl Cluster for ClusterService {
         &self,
         request: GrpcRequest<MemberListRequest>,
     ) -> Result<GrpcResponse<MemberListResponse>, Status> {
+        self.ctx.caller(&request).await?;
         if request.into_inner().linearizable {
             self.ctx.read_barrier().await?;
         }
@@ -269,9 +279,12 @@ impl Cluster for ClusterService {
         &self,
         request: GrpcRequest<MemberPromoteRequest>,
     ) -> Result<GrpcResponse<MemberPromoteResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         if let Some(mut leader) = self.forward_target(&request)? {
             let mut fwd = GrpcRequest::new(request.into_inner());
             mark_forwarded(&mut fwd);
+            caller.forward_token(&mut fwd);
             return self.forwarded(leader.member_promote(fwd)).await;
         }
         let id = request.into_inner().id;

@@ -39,11 +39,18 @@ impl Kv for KvService {
         &self,
         request: GrpcRequest<RangeRequest>,
     ) -> Result<GrpcResponse<RangeResponse>, Status> {
+        let caller = self.ctx.caller(&request);
         let req = request.into_inner();
         checked(check_range(&req))?;
         if !req.serializable {
             self.ctx.read_barrier().await?;
         }
+        // As etcd: the token and the permission are checked against the
+        // state this member has applied once it has caught up.
+        let caller = caller.await?;
+        self.ctx
+            .require_read(&caller, &req.key, &req.range_end)
+            .await?;
         let mut resp = if req.range_end.is_empty() {
             self.ctx.read(|store| store.range(&req))?
         } else {
@@ -62,6 +69,7 @@ impl Kv for KvService {
         &self,
         request: GrpcRequest<PutRequest>,
     ) -> Result<GrpcResponse<PutResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         checked(check_put(&req))?;
         if crate::debug_faults::skip_this_put() {
@@ -69,7 +77,7 @@ impl Kv for KvService {
             self.ctx.fill_header(&mut resp, None);
             return Ok(GrpcResponse::new(resp));
         }
-        let cmd = self.encode(&req, Request::Put)?;
+        let cmd = self.ctx.as_user(&caller, self.encode(&req, Request::Put)?).await?;
         self.ctx.check_quota().await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
@@ -78,9 +86,12 @@ impl Kv for KvService {
         &self,
         request: GrpcRequest<DeleteRangeRequest>,
     ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         checked(check_delete(&req))?;
-        let cmd = self.encode(&req, Request::DeleteRange)?;
+        let cmd = self
+            .ctx
+            .as_user(&caller, self.encode(&req, Request::DeleteRange)?).await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
 
@@ -88,9 +99,10 @@ impl Kv for KvService {
         &self,
         request: GrpcRequest<TxnRequest>,
     ) -> Result<GrpcResponse<TxnResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         checked(validate_txn(&req, self.ctx.inner.max_txn_ops))?;
-        let cmd = self.encode(&req, Request::Txn)?;
+        let cmd = self.ctx.as_user(&caller, self.encode(&req, Request::Txn)?).await?;
         if crate::raft::mvcc_applier::txn_has_put(&req) {
             self.ctx.check_quota().await?;
         }
@@ -101,8 +113,11 @@ impl Kv for KvService {
         &self,
         request: GrpcRequest<CompactionRequest>,
     ) -> Result<GrpcResponse<CompactionResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
-        let cmd = self.encode(&req, Request::Compact)?;
+        let cmd = self
+            .ctx
+            .as_user(&caller, self.encode(&req, Request::Compact)?).await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
 }

@@ -163,7 +163,12 @@ impl LeaseService {
 
     /// Renews lease `id` on the leader; the TTL granted, 0 for an unknown
     /// lease (etcd's answer).
-    async fn keep_alive_once(&self, id: i64, forwarded: bool) -> Result<i64, Status> {
+    async fn keep_alive_once(
+        &self,
+        id: i64,
+        forwarded: bool,
+        caller: &super::auth::Caller,
+    ) -> Result<i64, Status> {
         if self.ctx.is_leader() {
             let store = self.ctx.store();
             let lease = store.lease(id).map_err(|e| e.to_status())?;
@@ -188,6 +193,7 @@ impl LeaseService {
         let mut req = GrpcRequest::new(tokio_stream::once(LeaseKeepAliveRequest { id }));
         req.metadata_mut()
             .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        caller.forward_token(&mut req);
         let timeout = self.ctx.inner.request_timeout;
         let call = async {
             let mut responses = client.lease_keep_alive(req).await?.into_inner();
@@ -248,6 +254,7 @@ impl Lease for LeaseService {
         &self,
         request: GrpcRequest<LeaseGrantRequest>,
     ) -> Result<GrpcResponse<LeaseGrantResponse>, Status> {
+        self.ctx.caller(&request).await?;
         let mut req = request.into_inner();
         if req.ttl > MAX_LEASE_TTL_SECS {
             return Err(EtcdError::LEASE_TTL_TOO_LARGE.to_status());
@@ -274,9 +281,13 @@ impl Lease for LeaseService {
         &self,
         request: GrpcRequest<LeaseRevokeRequest>,
     ) -> Result<GrpcResponse<LeaseRevokeResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
+        let cmd = self
+            .ctx
+            .as_user(&caller, Request::LeaseRevoke(req.encode_to_vec())).await?;
         self.ctx
-            .propose(Request::LeaseRevoke(req.encode_to_vec()))
+            .propose(cmd)
             .await
             .map(GrpcResponse::new)
     }
@@ -288,6 +299,7 @@ impl Lease for LeaseService {
         request: GrpcRequest<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<GrpcResponse<KeepAliveStream>, Status> {
         let forwarded = is_forwarded(&request);
+        let caller = self.ctx.caller(&request).await?;
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let svc = self.clone();
@@ -312,7 +324,7 @@ impl Lease for LeaseService {
                     () = &mut stopped => return,
                     () = tx.closed() => return,
                 };
-                let reply = match svc.keep_alive_once(req.id, forwarded).await {
+                let reply = match svc.keep_alive_once(req.id, forwarded, &caller).await {
                     Ok(ttl) => {
                         let mut resp = LeaseKeepAliveResponse {
                             id: req.id,
@@ -339,6 +351,7 @@ impl Lease for LeaseService {
         request: GrpcRequest<LeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<LeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         if !self.ctx.is_leader() {
             if forwarded {
@@ -348,6 +361,7 @@ impl Lease for LeaseService {
             let mut fwd = GrpcRequest::new(req);
             fwd.metadata_mut()
                 .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+            caller.forward_token(&mut fwd);
             let timeout = self.ctx.inner.request_timeout;
             return tokio::time::timeout(timeout, client.lease_time_to_live(fwd))
                 .await
@@ -395,8 +409,9 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _request: GrpcRequest<LeaseLeasesRequest>,
+        request: GrpcRequest<LeaseLeasesRequest>,
     ) -> Result<GrpcResponse<LeaseLeasesResponse>, Status> {
+        self.ctx.caller(&request).await?;
         let store = self.ctx.store();
         let leases = store
             .leases()

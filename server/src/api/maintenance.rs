@@ -81,6 +81,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: GrpcRequest<AlarmRequest>,
     ) -> Result<GrpcResponse<AlarmResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         match AlarmAction::try_from(req.action) {
             Ok(AlarmAction::Get) => {
@@ -96,7 +97,9 @@ impl Maintenance for MaintenanceService {
                 Ok(GrpcResponse::new(resp))
             }
             Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                self.ctx.require_root(&caller).await?;
                 let cmd = crate::raft::Request::Alarm(prost::Message::encode_to_vec(&req));
+                let cmd = self.ctx.as_user(&caller, cmd).await?;
                 self.ctx.propose(cmd).await.map(GrpcResponse::new)
             }
             Err(_) => Err(Status::invalid_argument(format!(
@@ -108,8 +111,9 @@ impl Maintenance for MaintenanceService {
 
     async fn status(
         &self,
-        _request: GrpcRequest<StatusRequest>,
+        request: GrpcRequest<StatusRequest>,
     ) -> Result<GrpcResponse<StatusResponse>, Status> {
+        self.ctx.caller(&request).await?;
         let metrics = self.ctx.proposer().raft().metrics().borrow().clone();
         let store = self.ctx.store();
         let db_size = super::db_size(&store);
@@ -138,8 +142,10 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: GrpcRequest<DefragmentRequest>,
+        request: GrpcRequest<DefragmentRequest>,
     ) -> Result<GrpcResponse<DefragmentResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         let store = self.ctx.store();
         let rev = store.current_revision();
         tokio::task::spawn_blocking(move || -> Result<(), sett_engine::Error> {
@@ -159,8 +165,10 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(
         &self,
-        _request: GrpcRequest<HashRequest>,
+        request: GrpcRequest<HashRequest>,
     ) -> Result<GrpcResponse<HashResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         // The hash of the whole keyspace history kept (see
         // `MvccStore::hash_kv`): equal on members with equal state.
         let h = self.ctx.read(|store| store.hash_kv(0))?;
@@ -176,6 +184,8 @@ impl Maintenance for MaintenanceService {
         &self,
         request: GrpcRequest<HashKvRequest>,
     ) -> Result<GrpcResponse<HashKvResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         let rev = request.into_inner().revision;
         let h = self.ctx.read(|store| store.hash_kv(rev))?;
         let mut resp = HashKvResponse {
@@ -191,8 +201,10 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _request: GrpcRequest<SnapshotRequest>,
+        request: GrpcRequest<SnapshotRequest>,
     ) -> Result<GrpcResponse<SnapshotStream>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         let store = self.ctx.store();
         let rev = store.current_revision();
         let dir = self.ctx.inner.data_dir.join(SNAPSHOT_TMP_DIR);
@@ -239,8 +251,10 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _request: GrpcRequest<MoveLeaderRequest>,
+        request: GrpcRequest<MoveLeaderRequest>,
     ) -> Result<GrpcResponse<MoveLeaderResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         // openraft 0.9 has no leadership transfer, and a forced election
         // on the target is refused by followers still under the current
         // leader's lease.
@@ -251,8 +265,10 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _request: GrpcRequest<DowngradeRequest>,
+        request: GrpcRequest<DowngradeRequest>,
     ) -> Result<GrpcResponse<DowngradeResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
+        self.ctx.require_root(&caller).await?;
         Err(unimplemented("Downgrade"))
     }
 }

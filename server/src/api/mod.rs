@@ -15,6 +15,8 @@
 //!   `etcdctl endpoint status`).
 //! - [`cluster`]: `etcdserverpb.Cluster` (`MemberList`).
 //! - [`native`]: `sett.v1.Sett`, interactive serializable transactions.
+//! - [`auth`]: `etcdserverpb.Auth`, and the token and permission checks
+//!   every handler starts with while authentication is enabled.
 //!
 //! Client connections pass through [`authority::AuthorityFix`], which
 //! accepts the URL-shaped HTTP/2 `:authority` etcdctl 3.4 sends; every
@@ -25,6 +27,7 @@
 //! Raft term it knows and the store revision, as etcd's do; errors are
 //! etcd's gRPC codes and message strings ([`EtcdError`]).
 
+mod auth;
 pub mod authority;
 mod cluster;
 mod grpc_go;
@@ -80,6 +83,10 @@ struct Inner {
     channels: parking_lot::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
     /// Turns true when the member stops: streaming calls end then.
     stopped: tokio::sync::watch::Receiver<bool>,
+    /// `--auth-token-ttl`.
+    auth_token_ttl_secs: u64,
+    /// `--bcrypt-cost`.
+    bcrypt_cost: u32,
 }
 
 /// Metadata marking a call one member forwarded to the leader (the leader
@@ -170,6 +177,8 @@ impl ApiContext {
                 channels: parking_lot::Mutex::default(),
                 quorum_ok: std::sync::atomic::AtomicBool::new(true),
                 stopped,
+                auth_token_ttl_secs: cfg.auth_token_ttl_secs,
+                bcrypt_cost: cfg.bcrypt_cost,
             }),
         }
     }
@@ -554,6 +563,8 @@ impl NodeApplier for MvccApplier {
         let cluster =
             pb::cluster_server::ClusterServer::new(cluster::ClusterService::new(ctx.clone()))
                 .max_decoding_message_size(limit);
+        let auth = pb::auth_server::AuthServer::new(auth::AuthService::new(ctx.clone()))
+            .max_decoding_message_size(limit);
         let native =
             sett_proto::sett::v1::sett_server::SettServer::new(native::NativeService::new(ctx))
                 .max_decoding_message_size(limit)
@@ -565,7 +576,8 @@ impl NodeApplier for MvccApplier {
                 .add_service(grpc_go::GrpcGoErrors(Gated::new(lease, gate.clone())))
                 .add_service(grpc_go::GrpcGoErrors(Gated::new(native, gate.clone())))
                 .add_service(grpc_go::GrpcGoErrors(Gated::new(maintenance, gate.clone())))
-                .add_service(grpc_go::GrpcGoErrors(Gated::new(cluster, gate))),
+                .add_service(grpc_go::GrpcGoErrors(Gated::new(cluster, gate.clone())))
+                .add_service(grpc_go::GrpcGoErrors(Gated::new(auth, gate))),
         )
     }
 }

@@ -109,6 +109,7 @@ impl Sett for NativeService {
         &self,
         request: GrpcRequest<BeginRequest>,
     ) -> Result<GrpcResponse<BeginResponse>, Status> {
+        self.ctx.caller(&request).await?;
         let req = request.into_inner();
         let rev = if req.read_revision > 0 {
             // A member behind the requested revision waits until it
@@ -142,11 +143,13 @@ impl Sett for NativeService {
         &self,
         request: GrpcRequest<GetRequest>,
     ) -> Result<GrpcResponse<GetResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         let rev = read_revision(req.txn.as_ref())?;
         if req.key.is_empty() {
             return Err(EtcdError::EMPTY_KEY.to_status());
         }
+        self.ctx.require_read(&caller, &req.key, &[]).await?;
         self.reach(rev).await;
         let range = EtcdRange {
             key: req.key,
@@ -165,11 +168,13 @@ impl Sett for NativeService {
         &self,
         request: GrpcRequest<RangeRequest>,
     ) -> Result<GrpcResponse<RangeResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         let rev = read_revision(req.txn.as_ref())?;
         if req.key.is_empty() {
             return Err(EtcdError::EMPTY_KEY.to_status());
         }
+        self.ctx.require_read(&caller, &req.key, &req.range_end).await?;
         self.reach(rev).await;
         let (sort_order, sort_target) = if req.reverse {
             (SortOrder::Descend as i32, SortTarget::Key as i32)
@@ -216,16 +221,17 @@ impl Sett for NativeService {
         &self,
         request: GrpcRequest<CommitRequest>,
     ) -> Result<GrpcResponse<CommitResponse>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         read_revision(req.txn.as_ref())?;
         self.ctx.check_size(req.encoded_len())?;
         if !req.writes.is_empty() {
             self.ctx.check_quota().await?;
         }
-        let mut resp: CommitResponse = self
+        let cmd = self
             .ctx
-            .propose_plain(Request::NativeCommit(req.encode_to_vec()))
-            .await?;
+            .as_user(&caller, Request::NativeCommit(req.encode_to_vec())).await?;
+        let mut resp: CommitResponse = self.ctx.propose_plain(cmd).await?;
         let rev = resp.header.as_ref().map_or(0, |h| h.revision);
         resp.header = self.header(rev);
         Ok(GrpcResponse::new(resp))
@@ -235,6 +241,7 @@ impl Sett for NativeService {
         &self,
         request: GrpcRequest<RollbackRequest>,
     ) -> Result<GrpcResponse<RollbackResponse>, Status> {
+        self.ctx.caller(&request).await?;
         // Nothing is held for a transaction: rollback only answers.
         let rev = request.into_inner().txn.map_or(0, |t| t.read_revision);
         Ok(GrpcResponse::new(RollbackResponse {

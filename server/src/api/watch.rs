@@ -93,9 +93,11 @@ impl Watch for WatchService {
         &self,
         request: GrpcRequest<Streaming<WatchRequest>>,
     ) -> Result<GrpcResponse<ResponseStream>, Status> {
+        let caller = self.ctx.caller(&request).await?;
         let incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(OUT_QUEUE);
         let session = Session {
+            caller,
             ctx: self.ctx.clone(),
             out: tx,
             watchers: BTreeMap::new(),
@@ -105,6 +107,11 @@ impl Watch for WatchService {
         Ok(GrpcResponse::new(Box::pin(self.ctx.until_stopped(rx))))
     }
 }
+
+/// The cancel reason of a watch refused for lack of read permission
+/// (etcd's gRPC error as text).
+const PERMISSION_DENIED_REASON: &str =
+    "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
 
 /// One watch of a stream.
 #[derive(Debug)]
@@ -137,6 +144,9 @@ impl Watcher {
 struct Gone;
 
 struct Session {
+    /// Who opened the stream (each watch needs read permission on its
+    /// range when it is created).
+    caller: super::auth::Caller,
     ctx: ApiContext,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
@@ -258,6 +268,24 @@ impl Session {
         } else {
             None
         };
+        if refusal.is_none()
+            && self
+                .ctx
+                .require_read(&self.caller, key, &c.range_end)
+                .await
+                .is_err()
+        {
+            // etcd 3.4: created and canceled at once, under the id the
+            // client asked for, with the gRPC error's text as reason.
+            let resp = WatchResponse {
+                watch_id: c.watch_id,
+                created: true,
+                canceled: true,
+                cancel_reason: PERMISSION_DENIED_REASON.to_owned(),
+                ..WatchResponse::default()
+            };
+            return self.send(resp, current).await;
+        }
         if let Some(reason) = refusal {
             let resp = WatchResponse {
                 watch_id: REFUSED_WATCH_ID,

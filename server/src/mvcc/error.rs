@@ -126,6 +126,86 @@ impl EtcdError {
         tonic::Code::FailedPrecondition,
         "etcdserver: lease already exists",
     );
+
+    // Authentication (etcd's auth store errors).
+    /// AuthEnable without user `root`.
+    pub const AUTH_ROOT_USER_NOT_EXIST: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: root user does not exist",
+    );
+    /// AuthEnable while user `root` lacks role `root`.
+    pub const AUTH_ROOT_ROLE_NOT_EXIST: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: root user does not have root role",
+    );
+    /// UserAdd of an existing user.
+    pub const AUTH_USER_ALREADY_EXIST: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: user name already exists",
+    );
+    /// An empty user name, or a request without a token while auth is
+    /// enabled.
+    pub const AUTH_USER_EMPTY: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: user name is empty",
+    );
+    /// Unknown user.
+    pub const AUTH_USER_NOT_FOUND: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: user name not found",
+    );
+    /// RoleAdd of an existing role.
+    pub const AUTH_ROLE_ALREADY_EXIST: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: role name already exists",
+    );
+    /// Unknown role.
+    pub const AUTH_ROLE_NOT_FOUND: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: role name not found",
+    );
+    /// An empty role name.
+    pub const AUTH_ROLE_EMPTY: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: role name is empty",
+    );
+    /// Wrong user or password (or a user without password).
+    pub const AUTH_FAILED: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: authentication failed, invalid user ID or password",
+    );
+    /// The user lacks the permission the request needs.
+    pub const AUTH_PERMISSION_DENIED: EtcdError = EtcdError::new(
+        tonic::Code::PermissionDenied,
+        "etcdserver: permission denied",
+    );
+    /// UserRevokeRole of a role the user does not hold.
+    pub const AUTH_ROLE_NOT_GRANTED: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: role is not granted to the user",
+    );
+    /// RoleRevokePermission of a permission the role does not hold.
+    pub const AUTH_PERMISSION_NOT_GRANTED: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: permission is not granted to the role",
+    );
+    /// Authenticate while auth is disabled.
+    pub const AUTH_NOT_ENABLED: EtcdError = EtcdError::new(
+        tonic::Code::FailedPrecondition,
+        "etcdserver: authentication is not enabled",
+    );
+    /// A token this member does not know (expired, or issued before it
+    /// started).
+    pub const AUTH_INVALID_TOKEN: EtcdError = EtcdError::new(
+        tonic::Code::Unauthenticated,
+        "etcdserver: invalid auth token",
+    );
+    /// Deleting user or role `root`, or revoking role `root` from user
+    /// `root`, while auth is enabled.
+    pub const AUTH_INVALID_MGMT: EtcdError = EtcdError::new(
+        tonic::Code::InvalidArgument,
+        "etcdserver: invalid auth management",
+    );
 }
 
 impl EtcdError {

@@ -29,6 +29,18 @@
 //! | `raft/applied` | postcard `Option<LogId>` |
 //! | `raft/membership` | postcard [`StoredMembership`] (written when it changes) |
 //! | `alarms` | protobuf `AlarmResponse` whose `alarms` are the raised alarms |
+//! | `auth` | postcard [`AuthState`](crate::auth::AuthState) (written when it changes) |
+//!
+//! # Authentication
+//!
+//! `Auth` entries change the auth state ([`crate::auth`]); the applier
+//! keeps the applied state in memory too ([`MvccApplier::auth`]), reloaded
+//! from the store at open and after a snapshot install, and registers the
+//! token of each applied `Authenticate` entry. `AsUser` entries are
+//! client writes applied only if their user holds the permissions they
+//! need in the auth state at that point of the log
+//! ([`crate::auth::check`]), so a permission revoked between a member's
+//! check and the commit still refuses the write everywhere.
 //!
 //! # Alarms
 //!
@@ -61,6 +73,7 @@ use super::dir_switch::DirSwitch;
 use super::error::StoreError;
 use super::state_machine::{AppliedState, Applier};
 use super::types::{Entry, FailureKind, LogId, Request, Response, StoredMembership};
+use crate::auth::{AuthCommand, AuthShared, Refusal, META_AUTH};
 use crate::mvcc::EtcdError;
 use crate::mvcc::{
     MvccError, MvccStore, NativeCommitOutcome, SnapshotImporter, DEFAULT_MAX_TXN_OPS,
@@ -92,6 +105,9 @@ pub const META_ALARMS: &[u8] = b"alarms";
 pub const CONFLICT_MESSAGE: &str = "sett: transaction conflict";
 /// The message of a native commit whose read revision was compacted.
 pub const COMPACTED_MESSAGE: &str = "sett: read revision has been compacted";
+/// The message of an `Authenticate` entry refused because the auth state
+/// changed since the password was checked (the member checks again).
+pub const AUTH_STALE_MESSAGE: &str = "sett: auth state changed while authenticating";
 
 #[derive(Debug)]
 struct Live {
@@ -111,6 +127,8 @@ pub struct MvccApplier {
     /// data it wrote.
     gate: Mutex<()>,
     store_tx: tokio::sync::watch::Sender<Arc<MvccStore>>,
+    /// The auth state as applied, and the tokens of this member.
+    auth: Arc<AuthShared>,
 }
 
 /// A store failure as a (fatal) storage error; an etcd error reaching
@@ -139,6 +157,8 @@ fn failure_kind(code: tonic::Code) -> FailureKind {
         tonic::Code::OutOfRange => FailureKind::OutOfRange,
         tonic::Code::ResourceExhausted => FailureKind::ResourceExhausted,
         tonic::Code::Aborted => FailureKind::Conflict,
+        tonic::Code::PermissionDenied => FailureKind::PermissionDenied,
+        tonic::Code::Unauthenticated => FailureKind::Unauthenticated,
         _ => FailureKind::FailedPrecondition,
     }
 }
@@ -189,6 +209,7 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 /// NOSPACE alarm is raised (requests that grow the database are refused).
 fn apply_request(
     store: &MvccStore,
+    auth: &AuthShared,
     req: &Request,
     meta: &[(&[u8], &[u8])],
     nospace: bool,
@@ -298,7 +319,93 @@ fn apply_request(
             }
         }
         Request::Noop => Ok(Outcome::Refused(Response::Empty)),
+        Request::Auth(cmd) => apply_auth(store, auth, cmd, meta),
+        Request::AsUser { user, request } => {
+            let state = auth.state();
+            let lease_keys = |id| store.lease_keys(id);
+            match crate::auth::check::check_write(&state, user, request, &lease_keys)
+                .map_err(storage)?
+            {
+                Ok(()) => apply_request(store, auth, request, meta, nospace),
+                Err(e) => Ok(refused(failure_kind(e.code), e.message)),
+            }
+        }
     }
+}
+
+/// Applies one change of the auth state; on success the new state is
+/// written with `meta` and published in `auth`.
+fn apply_auth(
+    store: &MvccStore,
+    auth: &AuthShared,
+    cmd: &AuthCommand,
+    meta: &[(&[u8], &[u8])],
+) -> Result<Outcome, StoreError> {
+    use sett_proto::etcdserverpb as pb;
+    let mut state = (*auth.state()).clone();
+    match state.apply(cmd) {
+        Err(Refusal::Etcd(e)) => return Ok(refused(failure_kind(e.code), e.message)),
+        Err(Refusal::Stale) => {
+            return Ok(refused(FailureKind::FailedPrecondition, AUTH_STALE_MESSAGE))
+        }
+        Ok(()) => {}
+    }
+    let encoded = postcard::to_allocvec(&state)?;
+    let mut all: Vec<(&[u8], &[u8])> = meta.to_vec();
+    all.push((META_AUTH, &encoded));
+    store.apply_meta(&all).map_err(storage)?;
+    auth.set_state(state);
+    let h = header(store.current_revision());
+    let resp = match cmd {
+        AuthCommand::Enable => pb::AuthEnableResponse { header: h }.encode_to_vec(),
+        AuthCommand::Disable => {
+            auth.tokens.clear();
+            pb::AuthDisableResponse { header: h }.encode_to_vec()
+        }
+        AuthCommand::UserAdd { .. } => pb::AuthUserAddResponse { header: h }.encode_to_vec(),
+        AuthCommand::UserDelete { name } => {
+            auth.tokens.remove_user(name);
+            pb::AuthUserDeleteResponse { header: h }.encode_to_vec()
+        }
+        AuthCommand::UserChangePassword { name, .. } => {
+            auth.tokens.remove_user(name);
+            pb::AuthUserChangePasswordResponse { header: h }.encode_to_vec()
+        }
+        AuthCommand::UserGrantRole { .. } => {
+            pb::AuthUserGrantRoleResponse { header: h }.encode_to_vec()
+        }
+        AuthCommand::UserRevokeRole { .. } => {
+            pb::AuthUserRevokeRoleResponse { header: h }.encode_to_vec()
+        }
+        AuthCommand::RoleAdd { .. } => pb::AuthRoleAddResponse { header: h }.encode_to_vec(),
+        AuthCommand::RoleDelete { .. } => pb::AuthRoleDeleteResponse { header: h }.encode_to_vec(),
+        AuthCommand::RoleGrantPermission { .. } => {
+            pb::AuthRoleGrantPermissionResponse { header: h }.encode_to_vec()
+        }
+        AuthCommand::RoleRevokePermission { .. } => {
+            pb::AuthRoleRevokePermissionResponse { header: h }.encode_to_vec()
+        }
+        AuthCommand::Authenticate {
+            name,
+            token,
+            issued_at_ms,
+            ..
+        } => {
+            auth.tokens.insert(token, name, *issued_at_ms);
+            pb::AuthenticateResponse {
+                header: h,
+                token: token.clone(),
+            }
+            .encode_to_vec()
+        }
+    };
+    Ok(Outcome::Applied(resp))
+}
+
+/// The auth state stored in `store`.
+fn read_auth(store: &MvccStore) -> Result<crate::auth::AuthState, StoreError> {
+    let bytes = store.meta(META_AUTH).map_err(storage)?;
+    Ok(crate::auth::decode_state(bytes.as_deref())?)
 }
 
 /// Whether a txn holds a put in any branch (nested txns included).
@@ -407,8 +514,11 @@ impl MvccApplier {
     ) -> Result<MvccApplier, StoreError> {
         let switch = DirSwitch::open(root)?;
         let store = Arc::new(open_store(&options, switch.live_dir(), max_txn_ops)?);
+        let auth = Arc::new(AuthShared::default());
+        auth.set_state(read_auth(&store)?);
         let (store_tx, _) = tokio::sync::watch::channel(store.clone());
         Ok(MvccApplier {
+            auth,
             live: RwLock::new(Live { switch, store }),
             options,
             max_txn_ops,
@@ -421,6 +531,11 @@ impl MvccApplier {
     /// hashes). Replaced when a snapshot is installed.
     pub fn store(&self) -> Arc<MvccStore> {
         self.live.read().store.clone()
+    }
+
+    /// The auth state as applied on this member, and its tokens.
+    pub fn auth(&self) -> &Arc<AuthShared> {
+        &self.auth
     }
 
     /// A receiver that sees the new store after each snapshot install
@@ -494,8 +609,8 @@ impl Applier for MvccApplier {
                     if let Some(m) = &mem {
                         meta.push((META_MEMBERSHIP, m));
                     }
-                    let outcome = apply_request(store, &req, &meta, nospace)?;
-                    if matches!(req, Request::Alarm(_)) {
+                    let outcome = apply_request(store, &self.auth, &req, &meta, nospace)?;
+                    if matches!(req.inner(), Request::Alarm(_)) {
                         nospace = nospace_raised(store)?;
                     }
                     match outcome {
@@ -556,6 +671,7 @@ impl Applier for MvccApplier {
             live.switch.live_dir(),
             self.max_txn_ops,
         )?);
+        self.auth.set_state(read_auth(&store)?);
         live.store = store.clone();
         drop(live);
         self.store_tx.send_replace(store);

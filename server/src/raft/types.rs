@@ -103,6 +103,29 @@ pub enum Request {
     /// An `etcdserverpb.AlarmRequest` (activate or deactivate),
     /// protobuf-encoded.
     Alarm(Vec<u8>),
+    /// A change of the auth state (passwords already hashed, tokens
+    /// already chosen by the member that received the request).
+    Auth(crate::auth::AuthCommand),
+    /// A client's write (`request`) made by `user` (empty: no user; auth
+    /// was disabled when the request was received): while auth is
+    /// enabled, the state machine applies it only if `user` holds the
+    /// permissions it needs in the auth state at apply time.
+    AsUser {
+        /// The user the request's token named.
+        user: String,
+        /// The write.
+        request: Box<Request>,
+    },
+}
+
+impl Request {
+    /// The request itself, without its [`Request::AsUser`] wrapping.
+    pub fn inner(&self) -> &Request {
+        match self {
+            Request::AsUser { request, .. } => request.inner(),
+            r => r,
+        }
+    }
 }
 
 /// The class of a deterministic refusal, mapped to a gRPC code at the
@@ -121,6 +144,10 @@ pub enum FailureKind {
     ResourceExhausted,
     /// gRPC `Aborted`: a native transaction lost a conflict.
     Conflict,
+    /// gRPC `PermissionDenied`.
+    PermissionDenied,
+    /// gRPC `Unauthenticated`.
+    Unauthenticated,
 }
 
 impl FailureKind {
@@ -133,6 +160,8 @@ impl FailureKind {
             FailureKind::FailedPrecondition => tonic::Code::FailedPrecondition,
             FailureKind::ResourceExhausted => tonic::Code::ResourceExhausted,
             FailureKind::Conflict => tonic::Code::Aborted,
+            FailureKind::PermissionDenied => tonic::Code::PermissionDenied,
+            FailureKind::Unauthenticated => tonic::Code::Unauthenticated,
         }
     }
 }
