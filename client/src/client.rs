@@ -14,9 +14,16 @@
 //! answers Status at all, mutations are sent like reads (any member
 //! forwards writes to the leader).
 //!
+//! With [`ConnectOptions::user`] set, the client authenticates at connect
+//! (before it looks for the leader, which needs a token on a cluster with
+//! authentication enabled) and every call carries the token; a call
+//! answered `etcdserver: invalid auth token` authenticates again and is
+//! sent once more.
+//!
 //! Thread-safety: a [`Client`] is a handle on shared state (`Arc`); clones
 //! are cheap and may be used from any task at once.
 
+use crate::auth::{is_invalid_token, Chan, TokenInterceptor, AUTH_NOT_ENABLED};
 use crate::cluster::Cluster;
 use crate::error::{Error, NO_LEADER};
 use crate::kv::Kv;
@@ -26,9 +33,12 @@ use crate::options::ConnectOptions;
 use crate::retry::{should_retry, suggests_rediscovery, Backoff, Kind};
 use crate::txn::Transactions;
 use crate::watch::Watch;
+use sett_proto::etcdserverpb::auth_client::AuthClient;
 use sett_proto::etcdserverpb::cluster_client::ClusterClient;
 use sett_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use sett_proto::etcdserverpb::{MemberListRequest, StatusRequest, StatusResponse};
+use sett_proto::etcdserverpb::{
+    AuthenticateRequest, MemberListRequest, StatusRequest, StatusResponse,
+};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,6 +65,8 @@ struct Inner {
     state: Mutex<State>,
     /// Held while a discovery runs, so concurrent failures run one.
     discovery: tokio::sync::Mutex<()>,
+    /// Adds the current token to every call.
+    auth: TokenInterceptor,
 }
 
 /// The leader as last discovered.
@@ -172,11 +184,15 @@ impl Client {
                     leaderless_since: None,
                 }),
                 discovery: tokio::sync::Mutex::new(()),
+                auth: TokenInterceptor::default(),
             }),
         };
         // Build every channel now, so a bad endpoint fails here.
         for url in &client.inner.endpoints {
             client.channel_for(url)?;
+        }
+        if client.inner.options.user.is_some() {
+            client.authenticate().await?;
         }
         client.discover().await?;
         Ok(client)
@@ -185,6 +201,48 @@ impl Client {
     /// The configured endpoints, normalized to `http://host:port`.
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints
+    }
+
+    /// `channel` with the client's token added to every call.
+    pub(crate) fn chan(&self, channel: Channel) -> Chan {
+        self.inner.auth.wrap(channel)
+    }
+
+    /// Authenticates with [`ConnectOptions::user`] at the first endpoint
+    /// that answers and keeps the token for the following calls.
+    pub async fn authenticate(&self) -> Result<(), Error> {
+        let Some((name, password)) = self.inner.options.user.clone() else {
+            return Ok(());
+        };
+        let bound = self.inner.options.request_timeout;
+        let mut last = Error::NoEndpoints;
+        for url in &self.inner.endpoints {
+            let req = AuthenticateRequest {
+                name: name.clone(),
+                password: password.clone(),
+            };
+            let mut auth = AuthClient::new(self.channel_for(url)?);
+            match tokio::time::timeout(bound, auth.authenticate(req)).await {
+                Ok(Ok(resp)) => {
+                    let token = resp.into_inner().token.parse().map_err(|_| {
+                        Error::Protocol("the server sent a token that is not ASCII".to_owned())
+                    })?;
+                    self.inner.auth.set(Some(token));
+                    return Ok(());
+                }
+                // As etcd's clients: credentials for a cluster without
+                // authentication are not an error; calls carry no token.
+                Ok(Err(s)) if s.message() == AUTH_NOT_ENABLED => {
+                    self.inner.auth.set(None);
+                    return Ok(());
+                }
+                // The member is down or unreachable: try the next one.
+                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => last = Error::Status(s),
+                Ok(Err(s)) => return Err(Error::Status(s)),
+                Err(_) => last = Error::Timeout(bound),
+            }
+        }
+        Err(last)
     }
 
     /// The options the client was connected with.
@@ -238,7 +296,7 @@ impl Client {
     /// of the endpoints. The helper does its own conflict retries; other
     /// failures are returned as they are.
     pub fn transactions(&self) -> Transactions {
-        Transactions::new(self.target(Kind::Write).channel)
+        Transactions::over(self.chan(self.target(Kind::Write).channel))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -390,6 +448,7 @@ impl Client {
         let mut set = tokio::task::JoinSet::new();
         for (i, url) in self.inner.endpoints.iter().enumerate() {
             let channel = self.channel_for(url)?;
+            let channel = self.chan(channel);
             set.spawn(async move { (i, status_of(channel, bound).await) });
         }
         let mut answers: Vec<(usize, StatusResponse)> = Vec::new();
@@ -433,7 +492,7 @@ impl Client {
         let asked = self.endpoint_channel(answers[0].0);
         let list = tokio::time::timeout(
             bound,
-            ClusterClient::new(asked).member_list(MemberListRequest {
+            ClusterClient::new(self.chan(asked)).member_list(MemberListRequest {
                 linearizable: false,
             }),
         )
@@ -452,7 +511,7 @@ impl Client {
         for url in &member.client_ur_ls {
             let Ok(url) = normalize(url) else { continue };
             let channel = self.channel_for(&url)?;
-            if let Ok(s) = status_of(channel.clone(), bound).await {
+            if let Ok(s) = status_of(self.chan(channel.clone()), bound).await {
                 if s.leader == leader_id && member_id(&s) == leader_id {
                     return Ok(Found::Leader(Leader {
                         id: leader_id,
@@ -470,13 +529,14 @@ impl Client {
     /// retry budget, the leader looked up again between attempts.
     pub(crate) async fn call<T, F, Fut>(&self, kind: Kind, mut f: F) -> Result<T, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Chan) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let opts = &self.inner.options;
         let deadline = Instant::now() + opts.retry.total_timeout;
         let mut backoff = Backoff::new(&opts.retry);
         let mut attempt: u32 = 0;
+        let mut reauthenticated = false;
         loop {
             let target = self.target(kind);
             let err = if kind == Kind::Write && !target.to_leader && self.waiting_for_leader() {
@@ -486,7 +546,8 @@ impl Client {
                 attempt += 1;
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let bound = opts.request_timeout.min(remaining);
-                let err = match tokio::time::timeout(bound, f(target.channel.clone())).await {
+                let call = f(self.chan(target.channel.clone()));
+                let err = match tokio::time::timeout(bound, call).await {
                     Ok(Ok(resp)) => return Ok(resp.into_inner()),
                     Ok(Err(status)) => Error::Status(status),
                     Err(_) => Error::Timeout(bound),
@@ -496,6 +557,14 @@ impl Client {
                 }
                 err
             };
+            let token_refused = matches!(&err, Error::Status(s) if is_invalid_token(s));
+            if token_refused && !reauthenticated && self.inner.options.user.is_some() {
+                // The token expired or the member restarted: once more
+                // with a new token, at once.
+                reauthenticated = true;
+                self.authenticate().await?;
+                continue;
+            }
             if attempt >= opts.retry.max_attempts || !should_retry(kind, &err, &opts.retry) {
                 return Err(err);
             }
@@ -515,7 +584,7 @@ fn member_id(s: &StatusResponse) -> u64 {
 }
 
 /// `Maintenance.Status` over `channel`, bounded by `bound`.
-pub(crate) async fn status_of(channel: Channel, bound: Duration) -> Result<StatusResponse, Error> {
+pub(crate) async fn status_of(channel: Chan, bound: Duration) -> Result<StatusResponse, Error> {
     match tokio::time::timeout(
         bound,
         MaintenanceClient::new(channel).status(StatusRequest {}),

@@ -21,7 +21,7 @@ use sett_proto::etcdserverpb::{
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use crate::auth::Chan;
 
 /// Shortest pause between two renewals.
 const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(500);
@@ -34,7 +34,7 @@ pub struct Lease {
 
 /// One renewal over a fresh stream on `channel`.
 async fn keep_alive_on(
-    channel: Channel,
+    channel: Chan,
     id: i64,
 ) -> Result<tonic::Response<LeaseKeepAliveResponse>, tonic::Status> {
     let (tx, rx) = mpsc::channel(1);
@@ -198,7 +198,8 @@ async fn keep(client: Client, id: i64, mut ttl: i64, tx: watch::Sender<i64>) {
         }
         let opened = tokio::time::timeout(
             opts.request_timeout,
-            LeaseClient::new(target.channel.clone()).lease_keep_alive(ReceiverStream::new(req_rx)),
+            LeaseClient::new(client.chan(target.channel.clone()))
+                .lease_keep_alive(ReceiverStream::new(req_rx)),
         )
         .await;
         if let Ok(Ok(resp)) = opened {

@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 mod client;
 pub mod cluster;
 mod error;
@@ -68,6 +69,7 @@ mod retry;
 pub mod txn;
 pub mod watch;
 
+pub use auth::{Chan, TokenInterceptor};
 pub use client::Client;
 pub use error::Error;
 pub use kv::{DeleteOptions, GetOptions, Kv, PutOptions, TxnBuilder};

@@ -14,7 +14,7 @@ use sett_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, SnapshotRequest, SnapshotResponse, StatusResponse,
 };
-use tonic::transport::Channel;
+use crate::auth::Chan;
 
 /// Handle on the Maintenance service of a [`Client`]; cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,9 +28,9 @@ impl Maintenance {
     }
 
     /// The channel of `endpoint` (`http://host:port` or `host:port`).
-    fn channel(&self, endpoint: &str) -> Result<Channel, Error> {
+    fn channel(&self, endpoint: &str) -> Result<Chan, Error> {
         let url = crate::client::normalize(endpoint)?;
-        self.client.channel_for(&url)
+        Ok(self.client.chan(self.client.channel_for(&url)?))
     }
 
     /// Status of the member at `endpoint`.

@@ -26,6 +26,10 @@ pub struct ConnectOptions {
     /// TLS settings. This build has no TLS transport: when set,
     /// [`crate::Client::connect`] fails with [`crate::Error::TlsUnsupported`].
     pub tls: Option<TlsOptions>,
+    /// User name and password: the client authenticates at connect, sends
+    /// the token with every call and authenticates again once when a call
+    /// is answered `etcdserver: invalid auth token` (`None`).
+    pub user: Option<(String, String)>,
 }
 
 impl Default for ConnectOptions {
@@ -38,6 +42,7 @@ impl Default for ConnectOptions {
             retry: RetryOptions::default(),
             watch_resume_timeout: Duration::from_secs(300),
             tls: None,
+            user: None,
         }
     }
 }
@@ -70,6 +75,12 @@ impl ConnectOptions {
     /// Sets [`ConnectOptions::retry`].
     pub fn with_retry(mut self, retry: RetryOptions) -> ConnectOptions {
         self.retry = retry;
+        self
+    }
+
+    /// Sets [`ConnectOptions::user`].
+    pub fn with_user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((name.into(), password.into()));
         self
     }
 

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use crate::auth::Chan;
 use tonic::transport::Channel;
 
 /// Why a transaction failed.
@@ -66,7 +67,7 @@ struct State {
 /// writes. Cheap to clone (clones share the transaction).
 #[derive(Debug, Clone)]
 pub struct Txn {
-    client: SettClient<Channel>,
+    client: SettClient<Chan>,
     handle: TxnHandle,
     state: Arc<Mutex<State>>,
 }
@@ -206,7 +207,7 @@ fn in_range(k: &[u8], key: &[u8], end: &[u8]) -> bool {
 /// channel over several).
 #[derive(Debug, Clone)]
 pub struct Transactions {
-    client: SettClient<Channel>,
+    client: SettClient<Chan>,
     max_attempts: usize,
     backoff: Duration,
 }
@@ -217,10 +218,15 @@ pub const DEFAULT_MAX_ATTEMPTS: usize = 100;
 const BACKOFF_BASE: Duration = Duration::from_millis(1);
 
 impl Transactions {
-    /// Transactions over `channel`.
+    /// Transactions over `channel` (calls carry no token).
     pub fn new(channel: Channel) -> Transactions {
+        Transactions::over(crate::TokenInterceptor::default().wrap(channel))
+    }
+
+    /// Transactions over `chan`, whose calls carry its token.
+    pub(crate) fn over(chan: Chan) -> Transactions {
         Transactions {
-            client: SettClient::new(channel),
+            client: SettClient::new(chan),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: BACKOFF_BASE,
         }

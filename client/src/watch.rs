@@ -461,7 +461,7 @@ impl WatchStream {
     /// One attempt: a stream to configured endpoint `i` with the watch
     /// created on it.
     async fn open(&mut self, i: usize, create: WatchCreateRequest) -> Result<Conn, Error> {
-        let channel = self.client.endpoint_channel(i);
+        let channel = self.client.chan(self.client.endpoint_channel(i));
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
         let first = WatchRequest {
             request_union: Some(RequestUnion::CreateRequest(create)),

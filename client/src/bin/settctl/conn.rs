@@ -4,19 +4,25 @@
 
 use crate::Global;
 use anyhow::{anyhow, Result};
+use sett_proto::etcdserverpb::auth_client::AuthClient;
 use sett_proto::etcdserverpb::cluster_client::ClusterClient;
+use sett_proto::etcdserverpb::AuthenticateRequest;
 use sett_proto::etcdserverpb::kv_client::KvClient;
 use sett_proto::etcdserverpb::lease_client::LeaseClient;
 use sett_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use sett_proto::etcdserverpb::watch_client::WatchClient;
 use std::future::Future;
 use std::time::Duration;
+use sett_client::{Chan, TokenInterceptor};
 use tonic::transport::Channel;
 
-/// A channel to the cluster plus the timeouts of the global flags.
+/// A channel to the cluster plus the timeouts of the global flags; with
+/// `--user`, the token every call carries.
 #[derive(Debug, Clone)]
 pub struct Conn {
     channel: Channel,
+    /// `channel` with the token added to each call.
+    chan: Chan,
     command_timeout: Duration,
     /// The endpoints as given (`host:port` or URLs).
     pub endpoints: Vec<String>,
@@ -79,36 +85,63 @@ impl Conn {
                 ))
             }
         };
-        Ok(Conn {
+        let auth = TokenInterceptor::default();
+        let conn = Conn {
+            chan: auth.wrap(channel.clone()),
             channel,
             command_timeout: global.command_timeout,
             endpoints,
-        })
+        };
+        if let Some((name, password)) = credentials(global)? {
+            let req = AuthenticateRequest { name, password };
+            match conn
+                .call(AuthClient::new(conn.channel.clone()).authenticate(req))
+                .await
+            {
+                Ok(resp) => {
+                    let token = resp
+                        .token
+                        .parse()
+                        .map_err(|_| anyhow!("the server sent a token that is not ASCII"))?;
+                    auth.set(Some(token));
+                }
+                // As etcdctl: credentials for a cluster without
+                // authentication are ignored.
+                Err(e) if e.to_string() == "etcdserver: authentication is not enabled" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(conn)
+    }
+
+    /// An Auth client.
+    pub fn auth(&self) -> AuthClient<Chan> {
+        AuthClient::new(self.chan.clone())
     }
 
     /// A KV client.
-    pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone())
+    pub fn kv(&self) -> KvClient<Chan> {
+        KvClient::new(self.chan.clone())
     }
 
     /// A Watch client.
-    pub fn watch(&self) -> WatchClient<Channel> {
-        WatchClient::new(self.channel.clone())
+    pub fn watch(&self) -> WatchClient<Chan> {
+        WatchClient::new(self.chan.clone())
     }
 
     /// A Lease client.
-    pub fn lease(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel.clone())
+    pub fn lease(&self) -> LeaseClient<Chan> {
+        LeaseClient::new(self.chan.clone())
     }
 
     /// A Cluster client.
-    pub fn cluster(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel.clone())
+    pub fn cluster(&self) -> ClusterClient<Chan> {
+        ClusterClient::new(self.chan.clone())
     }
 
     /// A Maintenance client.
-    pub fn maintenance(&self) -> MaintenanceClient<Channel> {
-        MaintenanceClient::new(self.channel.clone())
+    pub fn maintenance(&self) -> MaintenanceClient<Chan> {
+        MaintenanceClient::new(self.chan.clone())
     }
 
     /// The command timeout of the global flags.
@@ -137,6 +170,28 @@ impl Conn {
                 self.command_timeout
             )),
         }
+    }
+}
+
+/// The user name and password of `--user name[:password]` and
+/// `--password`, as etcdctl reads them (no prompt: a missing password is
+/// an error).
+fn credentials(global: &Global) -> Result<Option<(String, String)>> {
+    let Some(user) = &global.user else {
+        if global.password.is_some() {
+            anyhow::bail!("--password given without --user");
+        }
+        return Ok(None);
+    };
+    match (user.split_once(':'), &global.password) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("--user must not include a password when --password is given")
+        }
+        (Some((name, pw)), None) => Ok(Some((name.to_owned(), pw.to_owned()))),
+        (None, Some(pw)) => Ok(Some((user.clone(), pw.clone()))),
+        (None, None) => anyhow::bail!(
+            "no password for user {user:?}: use --user {user}:PASSWORD or --password"
+        ),
     }
 }
 

@@ -16,6 +16,9 @@
 //!   lease grant|revoke|timetolive|list|keep-alive | member list|add|remove|promote
 //!   endpoint status|health|hashkv [--cluster] | snapshot save FILE
 //!   compaction REV [--physical] | defrag | alarm list|disarm
+//!   auth enable|disable|status | user add|get|list|delete|passwd|grant-role|revoke-role
+//!   role add|get|list|delete|grant-permission|revoke-permission
+//!   (global --user NAME[:PASSWORD] [--password P] to authenticate)
 //! ```
 //!
 //! The `engine` tools work on a database directory directly (the process
@@ -24,6 +27,7 @@
 //! readers). Errors go to stderr with exit code 1; progress bars go to
 //! stderr when it is a terminal.
 
+mod auth_cmd;
 mod bench;
 mod conn;
 mod endpoint;
@@ -79,6 +83,13 @@ pub struct Global {
     /// Time allowed for one command (not for watch, keep-alive or bench).
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     pub command_timeout: Duration,
+    /// username[:password] for authentication.
+    #[arg(long, global = true, env = "SETT_USER")]
+    pub user: Option<String>,
+    /// Password for authentication (if given, --user must not include
+    /// one).
+    #[arg(long, global = true, env = "SETT_PASSWORD")]
+    pub password: Option<String>,
 }
 
 /// Parses `500ms`, `2s`, `1m`, or a bare number of seconds.
@@ -139,6 +150,15 @@ enum Command {
     /// Alarm related commands.
     #[command(subcommand)]
     Alarm(maint::AlarmCommand),
+    /// Enable or disable authentication.
+    #[command(subcommand)]
+    Auth(auth_cmd::AuthCommand),
+    /// User related commands.
+    #[command(subcommand)]
+    User(auth_cmd::UserCommand),
+    /// Role related commands.
+    #[command(subcommand)]
+    Role(auth_cmd::RoleCommand),
 }
 
 /// Runs a command that talks to the cluster over one shared connection.
@@ -161,6 +181,9 @@ fn cluster_command(global: &Global, command: Command) -> anyhow::Result<()> {
             Command::Member(cmd) => member::run(&conn, format, cmd).await,
             Command::Compaction(a) => kv::compaction(&conn, a).await,
             Command::Alarm(cmd) => maint::alarm(&conn, format, cmd).await,
+            Command::Auth(cmd) => auth_cmd::auth(&conn, cmd).await,
+            Command::User(cmd) => auth_cmd::user(&conn, cmd).await,
+            Command::Role(cmd) => auth_cmd::role(&conn, cmd).await,
             other => anyhow::bail!("{other:?} is not a cluster command"),
         }
     })
