@@ -12,6 +12,8 @@
 //! - [`api`]: the etcd v3 services clients call.
 //! - [`dbfile`]: the snapshot file of `Maintenance.Snapshot`.
 //! - [`config`]: etcd-style flags and the member's persisted configuration.
+//! - [`metrics`]: Prometheus series and the `/metrics` and `/health`
+//!   listener.
 
 pub mod api;
 pub mod config;
@@ -19,6 +21,7 @@ pub mod dbfile;
 pub mod debug_faults;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod mvcc;
 pub mod network;
 pub mod node;
