@@ -40,6 +40,7 @@ pub use backup::{BackupOptions, BackupSummary, RestoreSummary};
 pub use bucket::{Bucket, BucketStats, Cursor, CursorEntry};
 pub use db::{Change, Commit, Subscription, DEFAULT_SUBSCRIPTION_CAPACITY};
 pub use db::{CheckReport, Db, GcOutcome, GcReport, GcStats, Item, Stats, WriteBatch};
+pub use db::{SyncLatency, SYNC_LATENCY_BOUNDS_US};
 pub use error::{Error, Result};
 pub use iter::{Iter, IterOptions};
 pub use keyspace::{Keyspace, KeyspaceIter, MAX_KEYSPACE_NAME_BYTES, RESERVED_PREFIX};

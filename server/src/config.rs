@@ -99,6 +99,25 @@ impl LogLevel {
     }
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colored on a terminal); the default.
+    #[default]
+    Console,
+    /// One JSON object per line: `timestamp`, `level`, `message`,
+    /// `target` and the event's fields.
+    Json,
+}
+
+/// etcd's default `--max-concurrent-streams`: no limit.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
+
+fn default_max_concurrent_streams() -> u32 {
+    DEFAULT_MAX_CONCURRENT_STREAMS
+}
+
 /// The member flags, named as etcd names them. Every flag is optional on
 /// the command line so that a restart can take it from `member.json`.
 #[derive(Debug, Clone, Default, Args)]
@@ -185,6 +204,21 @@ pub struct Flags {
     /// bcrypt cost for hashing passwords, 4 to 31 [default: 10].
     #[arg(long, env = "SETT_BCRYPT_COST")]
     pub bcrypt_cost: Option<u32>,
+    // Metrics, logs and limits
+    /// Comma-separated URLs (`http://host:port`) to serve `/metrics`
+    /// (Prometheus) and `/health` on over plain HTTP/1.1; empty serves
+    /// none [default: none].
+    #[arg(long, env = "SETT_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
+    /// Log format: console or json (one object per line)
+    /// [default: console].
+    #[arg(long, env = "SETT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Maximum concurrent streams (calls) per client connection: the
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS this member announces
+    /// [default: 4294967295, no limit].
+    #[arg(long, env = "SETT_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// A configuration that cannot be used.
@@ -274,6 +308,16 @@ pub struct MemberConfig {
     /// `--experimental-watch-progress-notify-interval`, in milliseconds.
     #[serde(default = "default_progress_notify_ms")]
     pub watch_progress_notify_interval_ms: u64,
+    // Metrics, logs and limits
+    /// `--listen-metrics-urls`, normalized (empty: no metrics listener).
+    #[serde(default)]
+    pub listen_metrics_urls: Vec<String>,
+    /// `--log-format`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// `--max-concurrent-streams`.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
 
     // Authentication
     /// `--auth-token-ttl`, in seconds.
@@ -543,6 +587,9 @@ impl Flags {
             watch_progress_notify_interval_ms: DEFAULT_PROGRESS_NOTIFY_MS,
             auth_token_ttl_secs: DEFAULT_AUTH_TOKEN_TTL_SECS,
             bcrypt_cost: DEFAULT_BCRYPT_COST,
+            listen_metrics_urls: Vec::new(),
+            log_format: LogFormat::Console,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
         })
     }
 
@@ -623,6 +670,19 @@ impl Flags {
             }
             cfg.bcrypt_cost = v;
         }
+        if let Some(s) = &self.listen_metrics_urls {
+            cfg.listen_metrics_urls = if s.trim().is_empty() {
+                Vec::new()
+            } else {
+                parse_urls("--listen-metrics-urls", s)?
+            };
+        }
+        if let Some(v) = self.log_format {
+            cfg.log_format = v;
+        }
+        if let Some(v) = self.max_concurrent_streams {
+            cfg.max_concurrent_streams = v;
+        }
         Ok(())
     }
 }
@@ -688,6 +748,12 @@ impl MemberConfig {
                     "{:?} is not valid for --auto-compaction-mode {:?}",
                     self.auto_compaction_retention, self.auto_compaction_mode
                 ),
+            ));
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err(invalid(
+                "--max-concurrent-streams",
+                "must be positive (a client could open no call at all)",
             ));
         }
         if !self.initial_members.contains_key(&self.node_id) {

@@ -13,6 +13,8 @@
 //! - [`auth`]: users, roles, permissions and tokens (etcd's auth store).
 //! - [`dbfile`]: the snapshot file of `Maintenance.Snapshot`.
 //! - [`config`]: etcd-style flags and the member's persisted configuration.
+//! - [`metrics`]: Prometheus series and the `/metrics` and `/health`
+//!   listener.
 
 pub mod api;
 pub mod auth;
@@ -21,6 +23,7 @@ pub mod dbfile;
 pub mod debug_faults;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod mvcc;
 pub mod network;
 pub mod node;

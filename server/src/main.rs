@@ -6,7 +6,7 @@
 //! `--listen-client-urls`.
 
 use clap::{Args, Parser, Subcommand};
-use sett_server::config::{Flags, LogLevel};
+use sett_server::config::{Flags, LogFormat, LogLevel};
 use sett_server::node::Node;
 use sett_server::raft::MvccApplier;
 use std::collections::BTreeMap;
@@ -64,10 +64,10 @@ struct PlaygroundArgs {
     dir: Option<PathBuf>,
 }
 
-/// Logs to stderr at `level`; openraft's own logs only from warnings up
-/// unless `level` is debug (its info logs dump whole Raft states).
-/// `RUST_LOG` overrides both.
-fn init_tracing(level: LogLevel) {
+/// Logs to stderr at `level`, in `format`; openraft's own logs only from
+/// warnings up unless `level` is debug (its info logs dump whole Raft
+/// states). `RUST_LOG` overrides both levels.
+fn init_tracing(level: LogLevel, format: LogFormat) {
     use std::io::IsTerminal;
     let openraft = if level == LogLevel::Debug {
         "debug"
@@ -77,11 +77,22 @@ fn init_tracing(level: LogLevel) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},openraft={openraft}", level.as_str()))
     });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Console => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        // One object per line with the message and the event's fields at
+        // the top level (`level`, `message`, `target`, ...).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_ansi(false)
+            .try_init(),
+    };
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -125,7 +136,7 @@ fn run_member(flags: &Flags) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(cfg.log_level);
+    init_tracing(cfg.log_level, cfg.log_format);
     let rt = runtime();
     let result = rt.block_on(async {
         let mut signals = StopSignals::install();
@@ -206,7 +217,7 @@ fn run_playground(args: &PlaygroundArgs) -> ExitCode {
 }
 
 fn playground(args: &PlaygroundArgs) -> Result<ExitCode, String> {
-    init_tracing(LogLevel::Info);
+    init_tracing(LogLevel::Info, LogFormat::Console);
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("sett-playground-{}", std::process::id())),
@@ -317,7 +328,8 @@ fn playground(args: &PlaygroundArgs) -> Result<ExitCode, String> {
 fn config_check(flags: &Flags) -> ExitCode {
     let checked = flags.resolve().map_err(|e| e.to_string()).and_then(|cfg| {
         sett_server::node::raft_config(&cfg).map_err(|e| e.to_string())?;
-        for url in cfg.listen_client_urls.iter().chain(&cfg.listen_peer_urls) {
+        let listen = cfg.listen_client_urls.iter().chain(&cfg.listen_peer_urls);
+        for url in listen.chain(&cfg.listen_metrics_urls) {
             let hostport = url.strip_prefix("http://").unwrap_or(url);
             let resolved = std::net::ToSocketAddrs::to_socket_addrs(hostport)
                 .map_err(|e| format!("cannot listen on {url}: {e}"))?;

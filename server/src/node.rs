@@ -22,9 +22,11 @@
 //! implementing [`NodeApplier`] and being passed to [`Node::start`].
 
 pub mod health;
+pub mod reflection;
 
 use crate::api::authority::AuthorityFix;
 use crate::config::{ClusterState, ConfigError, MemberConfig};
+use crate::metrics::{Metrics, StateSource};
 use crate::network::{
     publish_member, ForwardError, GrpcNetworkFactory, Identity, RaftService, ReadIndexError,
 };
@@ -65,6 +67,12 @@ pub trait NodeApplier: Applier + Sized {
         _config: &MemberConfig,
         _stopped: &tokio::sync::watch::Receiver<bool>,
     ) -> Option<tonic::service::Routes> {
+        None
+    }
+
+    /// What a metrics scrape reads of this state machine's store, if
+    /// anything.
+    fn state_source(_applier: &Arc<Self>) -> Option<Arc<dyn StateSource>> {
         None
     }
 }
@@ -148,6 +156,8 @@ pub struct Proposer {
     me: NodeId,
     /// Concurrent linearizable reads share ReadIndex rounds.
     reads: Arc<ReadBatch<ReadRound>>,
+    /// The member's metrics.
+    metrics: Arc<Metrics>,
 }
 
 /// The outcome of one ReadIndex round, shared by the reads that waited
@@ -189,6 +199,11 @@ impl Proposer {
         self.me
     }
 
+    /// The member's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The current leader, with its node when it is another member (only
     /// that node is copied out of the metrics).
     fn leader(&self) -> Option<(NodeId, Option<SettNode>)> {
@@ -207,6 +222,20 @@ impl Proposer {
     /// runs out after the leader applied it. Retries once per leader
     /// change, a bounded number of times.
     pub async fn write(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<ClientWriteResponse<TypeConfig>, WriteError> {
+        let _pending = self.metrics.proposal_started();
+        let written = self.write_once(request, timeout).await;
+        if written.is_err() {
+            self.metrics.proposal_failed();
+        }
+        written
+    }
+
+    /// [`Proposer::write`] without the metrics.
+    async fn write_once(
         &self,
         request: Request,
         timeout: Duration,
@@ -423,6 +452,10 @@ pub struct Node<A: NodeApplier> {
     client_addrs: Vec<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
     servers: Vec<ServerTask>,
+    metrics: Arc<Metrics>,
+    metrics_addrs: Vec<SocketAddr>,
+    /// The `/metrics` servers, by address.
+    metrics_servers: Vec<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
 }
 
 impl<A: NodeApplier> std::fmt::Debug for Node<A> {
@@ -475,12 +508,19 @@ impl<A: NodeApplier> Node<A> {
         client_listeners: Vec<TcpListener>,
     ) -> Result<Node<A>, NodeError> {
         cfg.validate()?;
+        let metrics_listeners = bind_urls(&cfg.listen_metrics_urls).await?;
         cfg.save()?;
         let raft_config = Arc::new(raft_config(&cfg)?);
         let dir = cfg.data_dir.clone();
+        let metrics = Arc::new(Metrics::new());
         let log = LogStore::open(dir.join("raft"))?;
-        let sm = StateMachineStore::open(open_applier(&dir.join("sm"))?, dir.join("snap"))?;
+        let sm = StateMachineStore::open(open_applier(&dir.join("sm"))?, dir.join("snap"))?
+            .with_metrics(metrics.clone());
         let applier = sm.applier().clone();
+        metrics.attach_log(log.clone());
+        if let Some(source) = A::state_source(&applier) {
+            metrics.attach_state(source);
+        }
         let me = Identity {
             cluster_id: cfg.cluster_id,
             node_id: cfg.node_id,
@@ -489,19 +529,21 @@ impl<A: NodeApplier> Node<A> {
         let raft = Raft::new(cfg.node_id, raft_config, network.clone(), log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        metrics.attach_raft(raft.clone());
 
         let proposer = Proposer {
             raft: raft.clone(),
             network,
             me: cfg.node_id,
             reads: Arc::default(),
+            metrics: metrics.clone(),
         };
 
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         let peer_routes =
             tonic::service::Routes::new(RaftService::new(raft.clone(), me).into_server());
-        let peer_addrs = serve(listeners, peer_routes, false, &stopped, &mut servers)?;
+        let peer_addrs = serve(listeners, peer_routes, false, None, &stopped, &mut servers)?;
         let client_addrs = match A::client_routes(&applier, &proposer, &cfg, &stopped) {
             Some(routes) => {
                 let health = health::service(
@@ -509,17 +551,42 @@ impl<A: NodeApplier> Node<A> {
                     Duration::from_millis(cfg.election_timeout_ms),
                     stopped.clone(),
                 );
-                let routes = routes.add_service(health);
-                serve(client_listeners, routes, true, &stopped, &mut servers)?
+                let routes = reflection::add_services(routes.add_service(health));
+                let routes = crate::metrics::grpc::instrument(routes, metrics.clone());
+                let streams = Some(cfg.max_concurrent_streams);
+                serve(
+                    client_listeners,
+                    routes,
+                    true,
+                    streams,
+                    &stopped,
+                    &mut servers,
+                )?
             }
             None => Vec::new(),
         };
+        let mut metrics_addrs = Vec::new();
+        let mut metrics_servers = Vec::new();
+        for listener in metrics_listeners {
+            let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+                url: "metrics listener".into(),
+                source,
+            })?;
+            let task = tokio::spawn(crate::metrics::http::serve(
+                listener,
+                metrics.clone(),
+                stopped.clone(),
+            ));
+            metrics_addrs.push(addr);
+            metrics_servers.push((addr, task));
+        }
         tracing::info!(
             name = %cfg.name,
             id = format_args!("{:x}", cfg.node_id),
             cluster = format_args!("{:x}", cfg.cluster_id),
             peers = ?peer_addrs,
             clients = ?client_addrs,
+            metrics = ?metrics_addrs,
             "member started"
         );
         if A::SERVES_CLIENTS {
@@ -541,6 +608,9 @@ impl<A: NodeApplier> Node<A> {
             client_addrs,
             stop,
             servers,
+            metrics,
+            metrics_addrs,
+            metrics_servers,
         };
         node.bootstrap().await?;
         Ok(node)
@@ -591,6 +661,16 @@ impl<A: NodeApplier> Node<A> {
     /// machine offers none).
     pub fn client_addrs(&self) -> &[SocketAddr] {
         &self.client_addrs
+    }
+
+    /// The addresses `/metrics` and `/health` are served on.
+    pub fn metrics_addrs(&self) -> &[SocketAddr] {
+        &self.metrics_addrs
+    }
+
+    /// The member's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The peer transport client (for forwarding).
@@ -662,6 +742,14 @@ impl<A: NodeApplier> Node<A> {
                 }
             }
         }
+        for (addr, mut task) in self.metrics_servers {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!("metrics server on {addr}: {e}"),
+                Ok(Err(e)) => tracing::warn!("metrics server task on {addr}: {e}"),
+                Err(_) => task.abort(),
+            }
+        }
         self.raft
             .shutdown()
             .await
@@ -689,11 +777,13 @@ struct ServerTask {
 
 /// Serves `routes` on each listener until `stopped` turns true; returns
 /// the bound addresses. Client connections (`clients`) pass through
-/// [`AuthorityFix`].
+/// [`AuthorityFix`]. `max_streams` bounds the concurrent calls of one
+/// connection (`None`: hyper's default).
 fn serve(
     listeners: Vec<TcpListener>,
     routes: tonic::service::Routes,
     clients: bool,
+    max_streams: Option<u32>,
     stopped: &tokio::sync::watch::Receiver<bool>,
     servers: &mut Vec<ServerTask>,
 ) -> Result<Vec<SocketAddr>, NodeError> {
@@ -709,7 +799,9 @@ fn serve(
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        let server = tonic::transport::Server::builder().add_routes(routes.clone());
+        let server = tonic::transport::Server::builder()
+            .max_concurrent_streams(max_streams)
+            .add_routes(routes.clone());
         // Requests and answers are small and latency-bound: send each at
         // once (Nagle's algorithm against delayed ACKs costs ~40 ms).
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {

@@ -63,7 +63,7 @@ impl DbInner {
         }
         // Values the table points at must be durable before the manifest
         // makes the table (and the later replay start) official.
-        self.vlog.sync()?;
+        self.sync_vlog()?;
         let (fid, offset) = m.vlog_end();
         edits.push(ManifestEdit::VlogHead { fid, offset });
         edits.push(ManifestEdit::NextFileId(self.next_file_id()));

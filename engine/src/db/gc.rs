@@ -397,7 +397,7 @@ impl DbInner {
         }
         // Durable before the original goes: a crash now replays the
         // rewrites, which lie after the replay head.
-        self.vlog.sync()?;
+        self.sync_vlog()?;
         crate::crash_point::hit("vlog_gc.rewrites_synced");
         let (declined, all_checked) = guard.finish();
         if pinned || !all_checked {

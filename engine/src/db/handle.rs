@@ -64,6 +64,11 @@ pub struct Stats {
     pub commit_groups: u64,
     /// Value-log syncs for commits.
     pub syncs: u64,
+    /// Durations of every data-file sync (commits, flushes, value-log GC,
+    /// new tables).
+    pub sync_latency: super::SyncLatency,
+    /// Bytes held by memtables (the active one and those frozen).
+    pub memtable_bytes: u64,
     /// Memtables flushed to L0.
     pub flushes: u64,
     /// Compactions run (table moves included).
@@ -319,6 +324,12 @@ impl Db {
             bytes_written: Metrics::get(&m.bytes_written),
             commit_groups: Metrics::get(&m.commit_groups),
             syncs: Metrics::get(&m.syncs),
+            sync_latency: m.sync_latency(),
+            memtable_bytes: {
+                let mem = self.inner.mem.read();
+                let frozen: usize = mem.immutables.iter().map(|t| t.size_bytes()).sum();
+                (mem.active.size_bytes() + frozen) as u64
+            },
             flushes: Metrics::get(&m.flushes),
             compactions: Metrics::get(&m.compactions),
             write_stalls: Metrics::get(&m.write_stalls),

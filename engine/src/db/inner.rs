@@ -258,6 +258,15 @@ impl DbInner {
         self.next_file_id.load(Ordering::SeqCst)
     }
 
+    /// Makes everything appended to the value log durable, timing the
+    /// sync for [`crate::Stats::sync_latency`].
+    pub(crate) fn sync_vlog(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        self.vlog.sync()?;
+        self.metrics.record_sync(started.elapsed());
+        Ok(())
+    }
+
     /// Writes a finished table to a new file, syncs it and opens it. The
     /// caller syncs the directory and records the table in the manifest.
     pub(crate) fn write_table(&self, builder: TableBuilder) -> Result<Arc<Table>> {
@@ -266,7 +275,9 @@ impl DbInner {
         let bytes = builder.finish();
         let file = self.fs.create(&path)?;
         file.append(&bytes)?;
+        let started = std::time::Instant::now();
         file.sync()?;
+        self.metrics.record_sync(started.elapsed());
         drop(file);
         let data = self.fs.read_all(&path)?;
         Ok(Arc::new(Table::open_with(

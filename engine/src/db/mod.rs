@@ -18,6 +18,7 @@ pub use gc::{GcOutcome, GcReport, GcStats};
 pub use handle::{CheckReport, Db, Stats};
 pub(crate) use inner::DbInner;
 pub use item::Item;
+pub use metrics::{SyncLatency, SYNC_LATENCY_BOUNDS_US};
 pub use subscribe::{Change, Commit, Subscription, DEFAULT_SUBSCRIPTION_CAPACITY};
 pub(crate) use write::WriteRequest;
 

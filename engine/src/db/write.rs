@@ -155,7 +155,7 @@ impl DbInner {
             .discard
             .add_written(unreferenced.0, unreferenced.1, end);
         if self.opts.sync_writes || group.iter().any(|r| r.sync) {
-            self.vlog.sync()?;
+            self.sync_vlog()?;
             Metrics::add(&self.metrics.syncs, 1);
         }
         let m = &self.metrics;

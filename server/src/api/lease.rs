@@ -268,6 +268,7 @@ impl Lease for LeaseService {
             .ctx
             .propose(Request::LeaseGrant(req.encode_to_vec()))
             .await?;
+        self.ctx.proposer().metrics().lease_granted();
         if self.ctx.is_leader() {
             self.ctx
                 .inner

@@ -525,6 +525,10 @@ fn read_status(e: ReadError) -> Status {
 impl NodeApplier for MvccApplier {
     const SERVES_CLIENTS: bool = true;
 
+    fn state_source(applier: &Arc<Self>) -> Option<Arc<dyn crate::metrics::StateSource>> {
+        Some(applier.clone())
+    }
+
     fn close(&self) -> Result<(), StoreError> {
         MvccApplier::close(self)
     }

@@ -102,6 +102,7 @@ impl Watch for WatchService {
             out: tx,
             watchers: BTreeMap::new(),
             next_auto_id: 0,
+            gauge: self.ctx.proposer().metrics().watch_stream(),
         };
         tokio::spawn(session.run(incoming, self.progress_interval));
         Ok(GrpcResponse::new(Box::pin(self.ctx.until_stopped(rx))))
@@ -151,6 +152,9 @@ struct Session {
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
+    /// This stream's share of the watch metrics (kept current with
+    /// `watchers`; given back when the session ends).
+    gauge: crate::metrics::WatchStreamGauge,
 }
 
 impl Session {
@@ -219,6 +223,7 @@ impl Session {
             Some(RequestUnion::CancelRequest(c)) => {
                 // etcd answers only a cancel of a watch that exists.
                 if self.watchers.remove(&c.watch_id).is_some() {
+                    self.gauge.set_watchers(self.watchers.len());
                     let resp = WatchResponse {
                         watch_id: c.watch_id,
                         canceled: true,
@@ -322,6 +327,7 @@ impl Session {
             sent_since_tick: false,
         };
         self.watchers.insert(id, watcher);
+        self.gauge.set_watchers(self.watchers.len());
         let resp = WatchResponse {
             watch_id: id,
             created: true,
@@ -373,6 +379,7 @@ impl Session {
                 let compacted = store.compacted_revision();
                 for id in ids {
                     self.watchers.remove(id);
+                    self.gauge.set_watchers(self.watchers.len());
                     let resp = WatchResponse {
                         watch_id: *id,
                         canceled: true,

@@ -63,7 +63,6 @@ impl LiveKeys {
     }
 
     /// Number of keys.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

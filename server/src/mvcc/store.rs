@@ -132,6 +132,11 @@ impl MvccStore {
         self.current.load(Ordering::Acquire)
     }
 
+    /// Keys live at the current revision (from the in-memory index).
+    pub fn live_key_count(&self) -> usize {
+        self.live.read().len()
+    }
+
     /// The compacted revision (0 if never compacted).
     pub fn compacted_revision(&self) -> i64 {
         self.compacted.load(Ordering::Acquire)

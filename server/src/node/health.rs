@@ -14,7 +14,8 @@
 //!   members for an outage elsewhere).
 //!
 //! Any other name is answered with `NOT_FOUND`, as the health protocol
-//! says.
+//! says. The member's status also feeds `/health` on the metrics URLs
+//! ([`crate::metrics::http`]).
 
 use super::Proposer;
 use std::time::Duration;
@@ -90,8 +91,12 @@ async fn track(
             tracing::info!(?status, "health status changed");
             last = status;
         }
+        proposer
+            .metrics()
+            .set_ready(status == ServingStatus::Serving);
         reporter.set_service_status("", status).await;
     }
+    proposer.metrics().set_ready(false);
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;

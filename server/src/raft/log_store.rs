@@ -117,6 +117,9 @@ fn decode_entry(key: &[u8], bytes: &[u8]) -> Result<Entry, StoreError> {
 pub struct LogStore {
     db: Db,
     pending: Arc<Pending>,
+    /// The commit index openraft last reported (`save_committed`), kept
+    /// in memory only, for the metrics.
+    committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Entries whose append commit is queued but not yet complete, by index,
@@ -185,7 +188,14 @@ impl LogStore {
         Ok(LogStore {
             db: Db::open(opts)?,
             pending: Arc::default(),
+            committed: Arc::default(),
         })
+    }
+
+    /// The index of the last entry openraft reported committed since this
+    /// process opened the log (0 before the first report).
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The underlying database (for stats and integrity checks).
@@ -432,6 +442,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             last_purged_log_id: last_purged,
             last_log_id,
         })
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not persisted: `read_committed` keeps answering `None`, so a
+        // restart re-applies from the state machine's own applied index
+        // exactly as before. The value only feeds the metrics.
+        if let Some(c) = committed {
+            self.committed
+                .fetch_max(c.index, std::sync::atomic::Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

@@ -253,6 +253,8 @@ impl SnapshotDir {
 pub struct StateMachineStore<A> {
     applier: Arc<A>,
     snapshots: Arc<SnapshotDir>,
+    /// Where apply times are recorded, if anywhere.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<A: Applier> StateMachineStore<A> {
@@ -262,7 +264,15 @@ impl<A: Applier> StateMachineStore<A> {
         Ok(StateMachineStore {
             applier: Arc::new(applier),
             snapshots: Arc::new(SnapshotDir::open(snapshot_dir.into())?),
+            metrics: None,
         })
+    }
+
+    /// Records how long each batch of entries takes to apply in
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The applier (for reads served outside Raft).
@@ -338,9 +348,13 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachineStore<A> {
         };
         let n = entries.len();
         let applier = self.applier.clone();
+        let started = std::time::Instant::now();
         let out = blocking(move || applier.apply(entries))
             .await
             .map_err(|e| e.apply(last))?;
+        if let Some(m) = &self.metrics {
+            m.applied(started.elapsed());
+        }
         assert_eq!(out.len(), n, "one response per applied entry");
         Ok(out)
     }
