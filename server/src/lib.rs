@@ -12,6 +12,8 @@
 //! - [`api`]: the etcd v3 services clients call.
 //! - [`dbfile`]: the snapshot file of `Maintenance.Snapshot`.
 //! - [`config`]: etcd-style flags and the member's persisted configuration.
+//! - [`tls`]: TLS files, the listeners' rustls configuration, dialing
+//!   `https://` URLs of other members.
 
 pub mod api;
 pub mod config;
@@ -25,3 +27,4 @@ pub mod node;
 pub mod raft;
 mod read_batch;
 pub mod testing;
+pub mod tls;

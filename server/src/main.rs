@@ -318,7 +318,10 @@ fn config_check(flags: &Flags) -> ExitCode {
     let checked = flags.resolve().map_err(|e| e.to_string()).and_then(|cfg| {
         sett_server::node::raft_config(&cfg).map_err(|e| e.to_string())?;
         for url in cfg.listen_client_urls.iter().chain(&cfg.listen_peer_urls) {
-            let hostport = url.strip_prefix("http://").unwrap_or(url);
+            let hostport = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or(url);
             let resolved = std::net::ToSocketAddrs::to_socket_addrs(hostport)
                 .map_err(|e| format!("cannot listen on {url}: {e}"))?;
             if resolved.count() == 0 {
