@@ -57,9 +57,11 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    /// The configured endpoints, normalized to `http://host:port`.
+    /// The configured endpoints, normalized to `http(s)://host:port`.
     endpoints: Vec<String>,
     options: ConnectOptions,
+    /// How `https://` URLs are dialed (from [`ConnectOptions::tls`]).
+    tls: Option<tonic::transport::ClientTlsConfig>,
     /// One lazily connected channel per URL.
     channels: Mutex<HashMap<String, Channel>>,
     state: Mutex<State>,
@@ -112,7 +114,8 @@ pub(crate) struct Target {
     pub(crate) epoch: u64,
 }
 
-/// `endpoint` as a URL: `host:port` gets `http://`; `https://` needs TLS.
+/// `endpoint` as a URL: `host:port` gets `http://`; `http://` and
+/// `https://` URLs are kept.
 pub(crate) fn normalize(endpoint: &str) -> Result<String, Error> {
     let trimmed = endpoint.trim().trim_end_matches('/');
     if trimmed.is_empty() {
@@ -121,18 +124,15 @@ pub(crate) fn normalize(endpoint: &str) -> Result<String, Error> {
             reason: "empty".to_owned(),
         });
     }
-    if trimmed.starts_with("https://") {
-        return Err(Error::TlsUnsupported);
-    }
     let url = if trimmed.contains("://") {
         trimmed.to_owned()
     } else {
         format!("http://{trimmed}")
     };
-    if !url.starts_with("http://") {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(Error::InvalidEndpoint {
             endpoint: endpoint.to_owned(),
-            reason: "the scheme must be http".to_owned(),
+            reason: "the scheme must be http or https".to_owned(),
         });
     }
     let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| Error::InvalidEndpoint {
@@ -149,17 +149,19 @@ pub(crate) fn normalize(endpoint: &str) -> Result<String, Error> {
 }
 
 impl Client {
-    /// Connects to a cluster through `endpoints` (`http://host:port` or
-    /// `host:port`). Asks every endpoint for its Status to find the
-    /// leader; fails only when the endpoints are invalid, TLS is asked
-    /// for, or no endpoint answers at all.
+    /// Connects to a cluster through `endpoints` (`http://host:port`,
+    /// `https://host:port` or `host:port`). Asks every endpoint for its
+    /// Status to find the leader; fails only when the endpoints or the
+    /// TLS settings are invalid, or no endpoint answers at all.
     pub async fn connect(
         endpoints: impl IntoIterator<Item = impl Into<String>>,
         options: ConnectOptions,
     ) -> Result<Client, Error> {
-        if options.tls.is_some() {
-            return Err(Error::TlsUnsupported);
-        }
+        let tls = options
+            .tls
+            .as_ref()
+            .map(crate::TlsOptions::client_config)
+            .transpose()?;
         let mut urls = Vec::new();
         for e in endpoints {
             let url = normalize(&e.into())?;
@@ -175,6 +177,7 @@ impl Client {
             inner: Arc::new(Inner {
                 endpoints: urls,
                 options,
+                tls,
                 channels: Mutex::new(HashMap::new()),
                 state: Mutex::new(State {
                     leader: None,
@@ -198,7 +201,7 @@ impl Client {
         Ok(client)
     }
 
-    /// The configured endpoints, normalized to `http://host:port`.
+    /// The configured endpoints, normalized to `http(s)://host:port`.
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints
     }
@@ -321,6 +324,16 @@ impl Client {
             })?
             .connect_timeout(o.connect_timeout)
             .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            let Some(tls) = &self.inner.tls else {
+                return Err(Error::Tls(format!(
+                    "{url} is an https:// endpoint: give TLS options with a CA certificate"
+                )));
+            };
+            endpoint = endpoint
+                .tls_config(tls.clone().timeout(o.connect_timeout))
+                .map_err(|e| Error::Tls(format!("{url}: {e}")))?;
+        }
         if let Some(interval) = o.keep_alive_interval {
             endpoint = endpoint
                 .http2_keep_alive_interval(interval)
@@ -608,10 +621,7 @@ mod tests {
             "http://127.0.0.1:2379"
         );
         assert_eq!(normalize("http://h:1/").unwrap(), "http://h:1");
-        assert!(matches!(
-            normalize("https://h:1"),
-            Err(Error::TlsUnsupported)
-        ));
+        assert_eq!(normalize("https://h:1/").unwrap(), "https://h:1");
         assert!(matches!(normalize("h"), Err(Error::InvalidEndpoint { .. })));
         assert!(matches!(
             normalize("ftp://h:1"),
@@ -621,11 +631,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_options_are_refused_until_supported() {
-        let opts = ConnectOptions::default().with_tls(crate::TlsOptions::default());
-        let err = Client::connect(["127.0.0.1:1"], opts).await.unwrap_err();
-        assert!(matches!(err, Error::TlsUnsupported));
-        assert_eq!(err.to_string(), "TLS is not supported by this build yet");
+    async fn unusable_tls_settings_are_refused_at_connect() {
+        let https = ["https://127.0.0.1:1"];
+        let err = Client::connect(https, ConnectOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{err}");
+        assert!(err.to_string().contains("CA certificate"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ca.pem");
+        let opts =
+            ConnectOptions::default().with_tls(crate::TlsOptions::new().with_ca_file(&missing));
+        let err = Client::connect(https, opts).await.unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{err}");
+        assert!(err.to_string().contains("ca.pem"), "{err}");
+
+        let opts = ConnectOptions::default()
+            .with_tls(crate::TlsOptions::new().with_ca_pem("not a certificate"));
+        let err = Client::connect(https, opts).await.unwrap_err();
+        assert!(err.to_string().contains("no CERTIFICATE block"), "{err}");
+
         let none: [&str; 0] = [];
         assert!(matches!(
             Client::connect(none, ConnectOptions::default()).await,

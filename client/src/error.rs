@@ -30,10 +30,11 @@ pub enum Error {
     /// [`crate::Client::connect`] was given no endpoint.
     #[error("no endpoints given")]
     NoEndpoints,
-    /// TLS options were given (or an `https://` endpoint), but this build
-    /// has no TLS transport.
-    #[error("TLS is not supported by this build yet")]
-    TlsUnsupported,
+    /// TLS settings that cannot be used: a missing or unreadable file, a
+    /// file that holds no certificate or key, an `https://` endpoint
+    /// without a CA to verify it.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A call (with its retries) did not finish within its time bound.
     #[error("request timed out after {0:?}")]
     Timeout(Duration),

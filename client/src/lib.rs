@@ -75,10 +75,42 @@ pub use error::Error;
 pub use kv::{DeleteOptions, GetOptions, Kv, PutOptions, TxnBuilder};
 pub use lease::{Lease, LeaseKeeper};
 pub use maintenance::{Maintenance, SnapshotStream};
-pub use options::{ConnectOptions, RetryOptions, TlsOptions};
+pub use options::{ConnectOptions, Pem, RetryOptions, TlsOptions};
 pub use sett_proto::{etcdserverpb, mvccpb};
 pub use txn::{Transactions, Txn, TxnError};
 pub use watch::{Watch, WatchOptions, WatchStream};
+
+/// Connects a channel to `endpoints` (`http(s)://host:port`), balancing
+/// calls over them; `https://` endpoints are dialed with `tls`, which
+/// they need.
+pub async fn connect_with_tls(
+    endpoints: &[String],
+    tls: Option<&TlsOptions>,
+) -> Result<tonic::transport::Channel, Error> {
+    let config = tls.map(TlsOptions::client_config).transpose()?;
+    let mut list = Vec::with_capacity(endpoints.len());
+    for e in endpoints {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(e.clone()).map_err(|err| {
+            Error::InvalidEndpoint {
+                endpoint: e.clone(),
+                reason: err.to_string(),
+            }
+        })?;
+        if e.starts_with("https://") {
+            let Some(config) = &config else {
+                return Err(Error::Tls(format!(
+                    "{e} is an https:// endpoint: give a CA certificate"
+                )));
+            };
+            endpoint = endpoint.tls_config(config.clone())?;
+        }
+        list.push(endpoint);
+    }
+    if list.len() == 1 {
+        return Ok(list.remove(0).connect().await?);
+    }
+    Ok(tonic::transport::Channel::balance_list(list.into_iter()))
+}
 
 /// Connects a channel to `endpoints` (`http://host:port`), balancing
 /// calls over them.

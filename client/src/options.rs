@@ -23,8 +23,8 @@ pub struct ConnectOptions {
     /// How long a broken watch keeps trying to resume before it reports
     /// the failure (5 min).
     pub watch_resume_timeout: Duration,
-    /// TLS settings. This build has no TLS transport: when set,
-    /// [`crate::Client::connect`] fails with [`crate::Error::TlsUnsupported`].
+    /// TLS settings for `https://` endpoints (none: only `http://`
+    /// endpoints can be used).
     pub tls: Option<TlsOptions>,
     /// User name and password: the client authenticates at connect, sends
     /// the token with every call and authenticates again once when a call
@@ -91,18 +91,136 @@ impl ConnectOptions {
     }
 }
 
-/// TLS settings, kept as data until the client has a TLS transport.
+/// A PEM document: a file to read at connect, or the bytes themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pem {
+    /// Read from this file when the client connects.
+    File(PathBuf),
+    /// These bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Pem {
+    /// The bytes, read from the file if need be; `what` names the
+    /// document in the error.
+    pub(crate) fn load(&self, what: &str) -> Result<Vec<u8>, crate::Error> {
+        match self {
+            Pem::Bytes(b) => Ok(b.clone()),
+            Pem::File(p) => std::fs::read(p)
+                .map_err(|e| crate::Error::Tls(format!("{what} {}: {e}", p.display()))),
+        }
+    }
+}
+
+/// TLS settings for `https://` endpoints (`http://` endpoints stay
+/// plaintext): the certificate authorities that verify the members'
+/// certificates (required for `https://`), and optionally a client
+/// certificate and key for members that require one
+/// (`--client-cert-auth`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
-    /// PEM file of the certificate authorities to trust.
-    pub ca_file: Option<PathBuf>,
-    /// PEM file of the client certificate (mutual TLS).
-    pub cert_file: Option<PathBuf>,
-    /// PEM file of the client certificate's private key.
-    pub key_file: Option<PathBuf>,
+    /// The certificate authorities to trust (PEM).
+    pub ca: Option<Pem>,
+    /// The client certificate chain (PEM), for mutual TLS.
+    pub cert: Option<Pem>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<Pem>,
     /// Name to verify the server certificate against, instead of the
     /// endpoint's host.
     pub server_name: Option<String>,
+}
+
+impl TlsOptions {
+    /// No settings yet.
+    pub fn new() -> TlsOptions {
+        TlsOptions::default()
+    }
+
+    /// Trusts the certificate authorities of the PEM file `path`.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> TlsOptions {
+        self.ca = Some(Pem::File(path.into()));
+        self
+    }
+
+    /// Trusts the certificate authorities of `pem`.
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> TlsOptions {
+        self.ca = Some(Pem::Bytes(pem.into()));
+        self
+    }
+
+    /// Presents the client certificate of the PEM files `cert` and `key`.
+    pub fn with_client_cert_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> TlsOptions {
+        self.cert = Some(Pem::File(cert.into()));
+        self.key = Some(Pem::File(key.into()));
+        self
+    }
+
+    /// Presents the client certificate `cert` with its key `key` (PEM).
+    pub fn with_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> TlsOptions {
+        self.cert = Some(Pem::Bytes(cert.into()));
+        self.key = Some(Pem::Bytes(key.into()));
+        self
+    }
+
+    /// Verifies server certificates against `name` instead of the
+    /// endpoint's host.
+    pub fn with_server_name(mut self, name: impl Into<String>) -> TlsOptions {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// The tonic configuration: every document read and checked to hold
+    /// what it should (certificates, a private key), so that a bad file
+    /// fails here with its name rather than at the first handshake.
+    pub fn client_config(&self) -> Result<tonic::transport::ClientTlsConfig, crate::Error> {
+        use crate::Error;
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let check = |what: &str, pem: &Pem, bytes: &[u8], key: bool| {
+            let name = match pem {
+                Pem::File(p) => format!("{what} {}", p.display()),
+                Pem::Bytes(_) => what.to_owned(),
+            };
+            let ok = if key {
+                sett_server::tls::key_in(bytes).map(drop)
+            } else {
+                sett_server::tls::certs_in(bytes).map(drop)
+            };
+            ok.map_err(|e| Error::Tls(format!("{name}: {e}")))
+        };
+        let mut config = ClientTlsConfig::new();
+        let Some(ca) = &self.ca else {
+            return Err(Error::Tls(
+                "no CA certificate given to verify the members' certificates".into(),
+            ));
+        };
+        let ca_pem = ca.load("CA certificate")?;
+        check("CA certificate", ca, &ca_pem, false)?;
+        config = config.ca_certificate(Certificate::from_pem(ca_pem));
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                let cert_pem = cert.load("client certificate")?;
+                check("client certificate", cert, &cert_pem, false)?;
+                let key_pem = key.load("client key")?;
+                check("client key", key, &key_pem, true)?;
+                config = config.identity(Identity::from_pem(cert_pem, key_pem));
+            }
+            (None, None) => {}
+            (Some(_), None) => return Err(Error::Tls("a client certificate needs its key".into())),
+            (None, Some(_)) => return Err(Error::Tls("a client key needs its certificate".into())),
+        }
+        if let Some(name) = &self.server_name {
+            config = config.domain_name(name.clone());
+        }
+        Ok(config)
+    }
 }
 
 /// How failed calls are retried: capped exponential backoff with jitter,

@@ -219,6 +219,39 @@ pub struct Flags {
     /// [default: 4294967295, no limit].
     #[arg(long, env = "SETT_MAX_CONCURRENT_STREAMS")]
     pub max_concurrent_streams: Option<u32>,
+
+    // TLS
+    /// Path to the client server TLS cert file (PEM, the chain with the
+    /// leaf first); needed by `https://` client URLs. An empty value
+    /// clears a stored one.
+    #[arg(long, env = "SETT_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file (PEM).
+    #[arg(long, env = "SETT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Require client certificates signed by --trusted-ca-file on the
+    /// `https://` client URLs [default: false].
+    #[arg(long, env = "SETT_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub client_cert_auth: Option<bool>,
+    /// Path to the client server TLS trusted CA cert file (PEM): verifies
+    /// client certificates, and other members' `https://` client URLs.
+    #[arg(long, env = "SETT_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Path to the peer server TLS cert file (PEM); needed by `https://`
+    /// peer URLs, and presented when dialing other members.
+    #[arg(long, env = "SETT_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file (PEM).
+    #[arg(long, env = "SETT_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// Require peer certificates signed by --peer-trusted-ca-file on the
+    /// `https://` peer URLs [default: false].
+    #[arg(long, env = "SETT_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    pub peer_client_cert_auth: Option<bool>,
+    /// Path to the peer server TLS trusted CA file (PEM): verifies the
+    /// other members' certificates.
+    #[arg(long, env = "SETT_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used.
@@ -326,6 +359,16 @@ pub struct MemberConfig {
     /// `--bcrypt-cost`.
     #[serde(default = "default_bcrypt_cost")]
     pub bcrypt_cost: u32,
+
+    // TLS
+    /// `--cert-file`, `--key-file`, `--client-cert-auth`,
+    /// `--trusted-ca-file`.
+    #[serde(default)]
+    pub client_tls: TlsFiles,
+    /// `--peer-cert-file`, `--peer-key-file`, `--peer-client-cert-auth`,
+    /// `--peer-trusted-ca-file`.
+    #[serde(default)]
+    pub peer_tls: TlsFiles,
 }
 
 /// etcd's default `--auth-token-ttl` (seconds).
@@ -339,6 +382,144 @@ fn default_auth_token_ttl_secs() -> u64 {
 
 fn default_bcrypt_cost() -> u32 {
     DEFAULT_BCRYPT_COST
+}
+
+/// The TLS files of one side (client or peer) of a member; paths are
+/// absolute once resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM), leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// The private key of the leaf (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Whether connecting clients must present a certificate signed by
+    /// `trusted_ca_file`.
+    pub client_cert_auth: bool,
+    /// The certificate authorities (PEM) trusted for the certificates of
+    /// connecting clients and of the members this one dials.
+    pub trusted_ca_file: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Whether nothing is configured.
+    pub fn is_empty(&self) -> bool {
+        *self == TlsFiles::default()
+    }
+}
+
+/// The flag names of one side's [`TlsFiles`], for error messages.
+#[derive(Debug, Clone, Copy)]
+struct TlsFlags {
+    side: &'static str,
+    listen: &'static str,
+    cert: &'static str,
+    key: &'static str,
+    auth: &'static str,
+    ca: &'static str,
+}
+
+const CLIENT_TLS_FLAGS: TlsFlags = TlsFlags {
+    side: "client",
+    listen: "--listen-client-urls",
+    cert: "--cert-file",
+    key: "--key-file",
+    auth: "--client-cert-auth",
+    ca: "--trusted-ca-file",
+};
+
+const PEER_TLS_FLAGS: TlsFlags = TlsFlags {
+    side: "peer",
+    listen: "--listen-peer-urls",
+    cert: "--peer-cert-file",
+    key: "--peer-key-file",
+    auth: "--peer-client-cert-auth",
+    ca: "--peer-trusted-ca-file",
+};
+
+/// A file flag's value: an empty path clears it, a relative one is made
+/// absolute (so that `member.json` works from any directory).
+fn tls_path(flag: &'static str, p: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    if p.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    std::path::absolute(p)
+        .map(Some)
+        .map_err(|e| invalid(flag, format!("{}: {e}", p.display())))
+}
+
+/// Overrides `files` with the flags given.
+fn override_tls(
+    files: &mut TlsFiles,
+    names: TlsFlags,
+    cert: Option<&PathBuf>,
+    key: Option<&PathBuf>,
+    auth: Option<bool>,
+    ca: Option<&PathBuf>,
+) -> Result<(), ConfigError> {
+    if let Some(p) = cert {
+        files.cert_file = tls_path(names.cert, p)?;
+    }
+    if let Some(p) = key {
+        files.key_file = tls_path(names.key, p)?;
+    }
+    if let Some(v) = auth {
+        files.client_cert_auth = v;
+    }
+    if let Some(p) = ca {
+        files.trusted_ca_file = tls_path(names.ca, p)?;
+    }
+    Ok(())
+}
+
+/// Checks one side's TLS settings against its listen URLs and loads every
+/// file given, as a start would.
+fn validate_tls(
+    files: &TlsFiles,
+    names: TlsFlags,
+    listen: &[String],
+    dialed: &[&String],
+) -> Result<(), ConfigError> {
+    if let Some(url) = listen.iter().find(|u| u.starts_with("https://")) {
+        if files.cert_file.is_none() || files.key_file.is_none() {
+            return Err(invalid(
+                names.listen,
+                format!(
+                    "TLS key/cert ({}, {}) must be provided for {} url {url} with HTTPS scheme",
+                    names.cert, names.key, names.side
+                ),
+            ));
+        }
+    }
+    match (&files.cert_file, &files.key_file) {
+        (Some(_), None) => return Err(invalid(names.key, format!("needed with {}", names.cert))),
+        (None, Some(_)) => return Err(invalid(names.cert, format!("needed with {}", names.key))),
+        _ => {}
+    }
+    if files.client_cert_auth && files.trusted_ca_file.is_none() {
+        return Err(invalid(
+            names.auth,
+            format!("needs {} to verify the certificates", names.ca),
+        ));
+    }
+    if let Some(url) = dialed.iter().find(|u| u.starts_with("https://")) {
+        if files.trusted_ca_file.is_none() {
+            return Err(invalid(
+                names.ca,
+                format!(
+                    "needed to verify the certificate of the {} url {url}, which members dial",
+                    names.side
+                ),
+            ));
+        }
+    }
+    crate::tls::check(files).map_err(|e| {
+        let flag = match e.part {
+            crate::tls::Part::Cert | crate::tls::Part::Pair => names.cert,
+            crate::tls::Part::Key => names.key,
+            crate::tls::Part::TrustedCa => names.ca,
+        };
+        invalid(flag, e.message)
+    })
 }
 
 fn default_progress_notify_ms() -> u64 {
@@ -374,24 +555,19 @@ pub fn cluster_id(token: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&[b"sett-cluster".as_slice(), &[0], token.as_bytes()].concat())
 }
 
-/// Parses and normalizes one URL (`http://host:port`).
+/// Parses and normalizes one URL (`http://host:port` or
+/// `https://host:port`).
 pub fn parse_url(flag: &'static str, s: &str) -> Result<String, ConfigError> {
     let u = url::Url::parse(s.trim()).map_err(|e| invalid(flag, format!("{s:?}: {e}")))?;
-    match u.scheme() {
-        "http" => {}
-        "https" | "unixs" => {
-            return Err(invalid(
-                flag,
-                format!("{s:?}: TLS is not supported yet; use http://"),
-            ))
-        }
+    let scheme = match u.scheme() {
+        s @ ("http" | "https") => s,
         other => {
             return Err(invalid(
                 flag,
-                format!("{s:?}: URL scheme must be http, not {other:?}"),
+                format!("{s:?}: URL scheme must be http or https, not {other:?}"),
             ))
         }
-    }
+    };
     let host = u
         .host_str()
         .filter(|h| !h.is_empty())
@@ -405,7 +581,7 @@ pub fn parse_url(flag: &'static str, s: &str) -> Result<String, ConfigError> {
             format!("{s:?}: URL must not have a path or query"),
         ));
     }
-    Ok(format!("http://{host}:{port}"))
+    Ok(format!("{scheme}://{host}:{port}"))
 }
 
 /// Parses a comma-separated URL list (at least one).
@@ -590,6 +766,8 @@ impl Flags {
             listen_metrics_urls: Vec::new(),
             log_format: LogFormat::Console,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            client_tls: TlsFiles::default(),
+            peer_tls: TlsFiles::default(),
         })
     }
 
@@ -683,6 +861,22 @@ impl Flags {
         if let Some(v) = self.max_concurrent_streams {
             cfg.max_concurrent_streams = v;
         }
+        override_tls(
+            &mut cfg.client_tls,
+            CLIENT_TLS_FLAGS,
+            self.cert_file.as_ref(),
+            self.key_file.as_ref(),
+            self.client_cert_auth,
+            self.trusted_ca_file.as_ref(),
+        )?;
+        override_tls(
+            &mut cfg.peer_tls,
+            PEER_TLS_FLAGS,
+            self.peer_cert_file.as_ref(),
+            self.peer_key_file.as_ref(),
+            self.peer_client_cert_auth,
+            self.peer_trusted_ca_file.as_ref(),
+        )?;
         Ok(())
     }
 }
@@ -762,6 +956,27 @@ impl MemberConfig {
                 self.name
             )));
         }
+        let peer_urls: Vec<&String> = self
+            .initial_members
+            .values()
+            .flat_map(|m| &m.peer_urls)
+            .chain(&self.advertise_peer_urls)
+            .collect();
+        validate_tls(
+            &self.peer_tls,
+            PEER_TLS_FLAGS,
+            &self.listen_peer_urls,
+            &peer_urls,
+        )?;
+        // Other members' client URLs are verified with --trusted-ca-file,
+        // else --peer-trusted-ca-file (see `tls::client_url_dial_config`):
+        // server-only TLS on the client side stays possible.
+        validate_tls(
+            &self.client_tls,
+            CLIENT_TLS_FLAGS,
+            &self.listen_client_urls,
+            &[],
+        )?;
         Ok(())
     }
 

@@ -15,6 +15,8 @@
 //! - [`config`]: etcd-style flags and the member's persisted configuration.
 //! - [`metrics`]: Prometheus series and the `/metrics` and `/health`
 //!   listener.
+//! - [`tls`]: TLS files, the listeners' rustls configuration, dialing
+//!   `https://` URLs of other members.
 
 pub mod api;
 pub mod auth;
@@ -30,3 +32,4 @@ pub mod node;
 pub mod raft;
 mod read_batch;
 pub mod testing;
+pub mod tls;

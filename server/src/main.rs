@@ -330,7 +330,10 @@ fn config_check(flags: &Flags) -> ExitCode {
         sett_server::node::raft_config(&cfg).map_err(|e| e.to_string())?;
         let listen = cfg.listen_client_urls.iter().chain(&cfg.listen_peer_urls);
         for url in listen.chain(&cfg.listen_metrics_urls) {
-            let hostport = url.strip_prefix("http://").unwrap_or(url);
+            let hostport = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or(url);
             let resolved = std::net::ToSocketAddrs::to_socket_addrs(hostport)
                 .map_err(|e| format!("cannot listen on {url}: {e}"))?;
             if resolved.count() == 0 {

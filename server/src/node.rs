@@ -23,6 +23,7 @@
 
 pub mod health;
 pub mod reflection;
+pub mod incoming;
 
 use crate::api::authority::AuthorityFix;
 use crate::config::{ClusterState, ConfigError, MemberConfig};
@@ -45,6 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// A state machine a [`Node`] can run on.
 pub trait NodeApplier: Applier + Sized {
@@ -104,6 +106,9 @@ pub enum NodeError {
     /// openraft refused the configuration or stopped.
     #[error("raft: {0}")]
     Raft(String),
+    /// A TLS file became unusable since the configuration was checked.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Why a write has no result.
@@ -404,7 +409,7 @@ pub async fn bind_peer_listeners(cfg: &MemberConfig) -> Result<Vec<TcpListener>,
     bind_urls(&cfg.listen_peer_urls).await
 }
 
-/// Binds the address of every `http://host:port` URL of `urls`.
+/// Binds the address of every `http(s)://host:port` URL of `urls`.
 pub async fn bind_urls(urls: &[String]) -> Result<Vec<TcpListener>, NodeError> {
     let mut out = Vec::with_capacity(urls.len());
     for url in urls {
@@ -412,7 +417,10 @@ pub async fn bind_urls(urls: &[String]) -> Result<Vec<TcpListener>, NodeError> {
             url: url.clone(),
             source,
         };
-        let hostport = url.strip_prefix("http://").unwrap_or(url);
+        let hostport = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or(url);
         let addr = tokio::net::lookup_host(hostport)
             .await
             .map_err(bind_err)?
@@ -525,7 +533,12 @@ impl<A: NodeApplier> Node<A> {
             cluster_id: cfg.cluster_id,
             node_id: cfg.node_id,
         };
-        let network = GrpcNetworkFactory::new(me, Duration::from_millis(cfg.election_timeout_ms));
+        let tls_err = |e: crate::tls::TlsError| NodeError::Tls(e.to_string());
+        let network = GrpcNetworkFactory::with_tls(
+            me,
+            Duration::from_millis(cfg.election_timeout_ms),
+            crate::tls::dial_config(&cfg.peer_tls).map_err(tls_err)?,
+        );
         let raft = Raft::new(cfg.node_id, raft_config, network.clone(), log.clone(), sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -543,6 +556,7 @@ impl<A: NodeApplier> Node<A> {
         let mut servers = Vec::new();
         let peer_routes =
             tonic::service::Routes::new(RaftService::new(raft.clone(), me).into_server());
+        let listeners = with_tls(listeners, &cfg.listen_peer_urls, &cfg.peer_tls)?;
         let peer_addrs = serve(listeners, peer_routes, false, None, &stopped, &mut servers)?;
         let client_addrs = match A::client_routes(&applier, &proposer, &cfg, &stopped) {
             Some(routes) => {
@@ -553,15 +567,10 @@ impl<A: NodeApplier> Node<A> {
                 );
                 let routes = reflection::add_services(routes.add_service(health));
                 let routes = crate::metrics::grpc::instrument(routes, metrics.clone());
+                let listeners =
+                    with_tls(client_listeners, &cfg.listen_client_urls, &cfg.client_tls)?;
                 let streams = Some(cfg.max_concurrent_streams);
-                serve(
-                    client_listeners,
-                    routes,
-                    true,
-                    streams,
-                    &stopped,
-                    &mut servers,
-                )?
+                serve(listeners, routes, true, streams, &stopped, &mut servers)?
             }
             None => Vec::new(),
         };
@@ -775,12 +784,36 @@ struct ServerTask {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
-/// Serves `routes` on each listener until `stopped` turns true; returns
-/// the bound addresses. Client connections (`clients`) pass through
-/// [`AuthorityFix`]. `max_streams` bounds the concurrent calls of one
-/// connection (`None`: hyper's default).
-fn serve(
+/// Pairs each listener with the TLS acceptor of its URL: `https://` URLs
+/// (the one at the listener's position in `urls`) terminate TLS with
+/// `files`, `http://` ones stay plaintext.
+fn with_tls(
     listeners: Vec<TcpListener>,
+    urls: &[String],
+    files: &crate::config::TlsFiles,
+) -> Result<Vec<(TcpListener, Option<TlsAcceptor>)>, NodeError> {
+    let needed = urls.iter().any(|u| u.starts_with("https://"));
+    let acceptor = if needed {
+        crate::tls::acceptor(files).map_err(|e| NodeError::Tls(e.to_string()))?
+    } else {
+        None
+    };
+    Ok(listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let https = urls.get(i).is_some_and(|u| u.starts_with("https://"));
+            (l, acceptor.clone().filter(|_| https))
+        })
+        .collect())
+}
+
+/// Serves `routes` on each listener until `stopped` turns true; returns
+/// the bound addresses. Connections come from [`incoming::connections`]
+/// (TLS terminated there when the listener has an acceptor); client
+/// connections (`clients`) then pass through [`AuthorityFix`].
+fn serve(
+    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
     routes: tonic::service::Routes,
     clients: bool,
     max_streams: Option<u32>,
@@ -789,7 +822,7 @@ fn serve(
 ) -> Result<Vec<SocketAddr>, NodeError> {
     use tokio_stream::StreamExt;
     let mut addrs = Vec::with_capacity(listeners.len());
-    for listener in listeners {
+    for (listener, tls) in listeners {
         let addr = listener.local_addr().map_err(|source| NodeError::Bind {
             url: "listener".into(),
             source,
@@ -802,15 +835,7 @@ fn serve(
         let server = tonic::transport::Server::builder()
             .max_concurrent_streams(max_streams)
             .add_routes(routes.clone());
-        // Requests and answers are small and latency-bound: send each at
-        // once (Nagle's algorithm against delayed ACKs costs ~40 ms).
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|s| {
-                if let Err(e) = s.set_nodelay(true) {
-                    tracing::debug!("TCP_NODELAY not set: {e}");
-                }
-            })
-        });
+        let incoming = incoming::connections(listener, tls);
         let task = if clients {
             let incoming = incoming.map(|conn| conn.map(AuthorityFix::new));
             tokio::spawn(server.serve_with_incoming_shutdown(incoming, shutdown))

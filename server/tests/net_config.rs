@@ -148,7 +148,15 @@ fn validation_errors_are_clear() {
 
     let mut a = base.clone();
     a.extend(["--listen-peer-urls".into(), "https://1.2.3.4:2380".into()]);
-    assert!(err_text(a).contains("TLS is not supported yet"));
+    assert_eq!(
+        err_text(a),
+        "--listen-peer-urls: TLS key/cert (--peer-cert-file, --peer-key-file) must be \
+         provided for peer url https://1.2.3.4:2380 with HTTPS scheme"
+    );
+
+    let mut a = base.clone();
+    a.extend(["--listen-client-urls".into(), "unixs://x:1".into()]);
+    assert!(err_text(a).contains("URL scheme must be http or https"));
 
     let mut a = base.clone();
     a.extend(["--listen-client-urls".into(), "not a url".into()]);

@@ -81,6 +81,9 @@ struct Inner {
     /// Channels to other members' client URLs, for calls only the leader
     /// answers (lease keep-alives, membership changes).
     channels: parking_lot::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    /// How `https://` client URLs of other members are dialed; see
+    /// [`crate::tls::client_url_dial_config`].
+    client_tls: Option<tonic::transport::ClientTlsConfig>,
     /// Turns true when the member stops: streaming calls end then.
     stopped: tokio::sync::watch::Receiver<bool>,
     /// `--auth-token-ttl`.
@@ -175,6 +178,11 @@ impl ApiContext {
                 leases: lease::LeaseClock::default(),
                 data_dir: cfg.data_dir.clone(),
                 channels: parking_lot::Mutex::default(),
+                client_tls: crate::tls::client_url_dial_config(cfg).unwrap_or_else(|e| {
+                    // The files were checked with the configuration.
+                    tracing::warn!("TLS for dialing client URLs: {e}");
+                    None
+                }),
                 quorum_ok: std::sync::atomic::AtomicBool::new(true),
                 stopped,
                 auth_token_ttl_secs: cfg.auth_token_ttl_secs,
@@ -348,7 +356,7 @@ impl ApiContext {
         if let Some(c) = channels.get(&url) {
             return Ok(c.clone());
         }
-        let c = tonic::transport::Endpoint::from_shared(crate::debug_faults::dial_url(&url))
+        let c = crate::tls::endpoint(&url, self.inner.client_tls.as_ref())
             .map_err(|e| Status::internal(format!("leader client URL {url:?}: {e}")))?
             .connect_timeout(self.inner.request_timeout)
             .connect_lazy();

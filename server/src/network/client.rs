@@ -36,7 +36,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Status};
 
 type Client = pb::raft_client::RaftClient<Channel>;
@@ -56,6 +56,8 @@ struct Peers {
     connect_timeout: Duration,
     /// Per peer: the URL the channel was built for, and the channel.
     channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// How `https://` peer URLs are dialed.
+    tls: Option<ClientTlsConfig>,
 }
 
 fn unreachable(msg: impl Into<String>) -> Unreachable {
@@ -75,7 +77,7 @@ impl Peers {
         let channel = match channels.get(&target) {
             Some((u, ch)) if u == url => ch.clone(),
             _ => {
-                let endpoint = Endpoint::from_shared(crate::debug_faults::dial_url(url))
+                let endpoint = crate::tls::endpoint(url, self.tls.as_ref())
                     .map_err(|e| unreachable(format!("bad peer URL {url:?}: {e}")))?
                     .connect_timeout(self.connect_timeout)
                     .tcp_nodelay(true);
@@ -101,11 +103,22 @@ impl GrpcNetworkFactory {
     /// A factory for the member `me`; `connect_timeout` bounds each TCP
     /// connection attempt.
     pub fn new(me: Identity, connect_timeout: Duration) -> GrpcNetworkFactory {
+        GrpcNetworkFactory::with_tls(me, connect_timeout, None)
+    }
+
+    /// As [`GrpcNetworkFactory::new`], dialing `https://` peer URLs with
+    /// `tls` (the peer CA and this member's peer certificate).
+    pub fn with_tls(
+        me: Identity,
+        connect_timeout: Duration,
+        tls: Option<ClientTlsConfig>,
+    ) -> GrpcNetworkFactory {
         GrpcNetworkFactory {
             peers: Arc::new(Peers {
                 me,
                 connect_timeout,
                 channels: Mutex::new(HashMap::new()),
+                tls: tls.map(|t| t.timeout(connect_timeout)),
             }),
         }
     }

@@ -28,11 +28,14 @@ pub struct Conn {
     pub endpoints: Vec<String>,
 }
 
-/// `host:port` → `http://host:port`; URLs are kept.
-pub fn url(endpoint: &str) -> String {
+/// `host:port` → `http://host:port`, or `https://host:port` when TLS
+/// flags are given (as etcdctl does); URLs are kept.
+pub fn url(endpoint: &str, tls: bool) -> String {
     let e = endpoint.trim();
     if e.contains("://") {
         e.to_owned()
+    } else if tls {
+        format!("https://{e}")
     } else {
         format!("http://{e}")
     }
@@ -66,17 +69,20 @@ impl Conn {
     }
 
     async fn open_list(endpoints: Vec<String>, global: &Global) -> Result<Conn> {
-        let urls: Vec<String> = endpoints.iter().map(|e| url(e)).collect();
+        let tls = global.tls();
+        let urls: Vec<String> = endpoints.iter().map(|e| url(e, tls.is_some())).collect();
         let dial = global.dial_timeout;
-        let channel = match tokio::time::timeout(dial, sett_client::connect(&urls)).await {
+        let connect = sett_client::connect_with_tls(&urls, tls.as_ref());
+        let channel = match tokio::time::timeout(dial, connect).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
+            Ok(Err(sett_client::Error::Transport(e))) => {
                 return Err(anyhow!(
                     "cannot connect to {}: {}",
                     endpoints.join(","),
                     transport_reason(&e)
                 ))
             }
+            Ok(Err(e)) => return Err(anyhow!("cannot connect to {}: {e}", endpoints.join(","))),
             Err(_) => {
                 return Err(anyhow!(
                     "cannot connect to {} within the dial timeout ({:?})",

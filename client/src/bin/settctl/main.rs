@@ -90,6 +90,54 @@ pub struct Global {
     /// one).
     #[arg(long, global = true, env = "SETT_PASSWORD")]
     pub password: Option<String>,
+    /// Verify certificates of TLS-enabled secure servers using this CA
+    /// bundle; `host:port` endpoints then mean `https://`.
+    #[arg(
+        long = "cacert",
+        id = "tls_cacert",
+        value_name = "FILE",
+        global = true,
+        env = "SETT_CACERT"
+    )]
+    pub cacert: Option<std::path::PathBuf>,
+    /// Identify secure client using this TLS certificate file.
+    #[arg(
+        long = "cert",
+        id = "tls_cert",
+        value_name = "FILE",
+        global = true,
+        env = "SETT_CERT",
+        requires = "tls_key"
+    )]
+    pub cert: Option<std::path::PathBuf>,
+    /// Identify secure client using this TLS key file.
+    #[arg(
+        long = "key",
+        id = "tls_key",
+        value_name = "FILE",
+        global = true,
+        env = "SETT_KEY",
+        requires = "tls_cert"
+    )]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// The TLS settings of `--cacert`, `--cert` and `--key`, if any is
+    /// given.
+    pub fn tls(&self) -> Option<sett_client::TlsOptions> {
+        if self.cacert.is_none() && self.cert.is_none() {
+            return None;
+        }
+        let mut tls = sett_client::TlsOptions::new();
+        if let Some(ca) = &self.cacert {
+            tls = tls.with_ca_file(ca);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            tls = tls.with_client_cert_files(cert, key);
+        }
+        Some(tls)
+    }
 }
 
 /// Parses `500ms`, `2s`, `1m`, or a bare number of seconds.
