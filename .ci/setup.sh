@@ -7,5 +7,10 @@
 #   etcd-server        etcd 3.4, the reference the etcdctl tests compare with
 #   curl               sends malformed protobuf over raw HTTP/2 in the
 #                      bad-input suite (tests/tests/bad_input.rs)
+#   docker-compose     runs deploy/docker-compose.yml in the container test
+#                      (tests/tests/containers.rs) on the machine's Docker
+#                      engine, which this script does not install: without
+#                      an engine that test prints why and passes
 set -euo pipefail
-exec bash "$(dirname "$0")/apt-install.sh" protobuf-compiler libprotobuf-dev etcd-client etcd-server curl
+exec bash "$(dirname "$0")/apt-install.sh" protobuf-compiler libprotobuf-dev etcd-client etcd-server curl \
+    docker-compose

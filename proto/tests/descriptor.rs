@@ -226,6 +226,7 @@ fn sett_raft_transport_service() {
             "/sett.raft.v1.Raft/Forward",
             "/sett.raft.v1.Raft/ReadIndex",
             "/sett.raft.v1.Raft/Publish",
+            "/sett.raft.v1.Raft/TakeOver",
         ]
     );
     let lines = render(&["sett.raft.v1"]);

@@ -21,6 +21,7 @@
 //! and the binary use [`KvApplier`] today; the etcd MVCC store plugs in by
 //! implementing [`NodeApplier`] and being passed to [`Node::start`].
 
+pub mod handover;
 pub mod health;
 pub mod reflection;
 pub mod incoming;
@@ -732,6 +733,7 @@ impl<A: NodeApplier> Node<A> {
     /// calls in flight finish, and streaming calls (Watch,
     /// LeaseKeepAlive, Snapshot) end with `etcdserver: server stopped`.
     /// Connections still open after [`SHUTDOWN_GRACE`] are abandoned.
+    /// A leader then hands its leadership over ([`handover`]).
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -759,10 +761,23 @@ impl<A: NodeApplier> Node<A> {
                 Err(_) => task.abort(),
             }
         }
+        let election_timeout = Duration::from_millis(self.config.election_timeout_ms);
+        let successor =
+            handover::choose_successor(&self.raft, self.config.node_id, election_timeout).await;
         self.raft
             .shutdown()
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if let Some(successor) = successor {
+            let stopped = std::time::Instant::now();
+            handover::hand_over(
+                &self.proposer.network,
+                &successor,
+                stopped,
+                election_timeout,
+            )
+            .await;
+        }
         drop(self.raft);
         self.applier.close()?;
         self.log.close()?;

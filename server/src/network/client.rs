@@ -228,6 +228,37 @@ impl GrpcNetworkFactory {
     }
 }
 
+impl GrpcNetworkFactory {
+    /// Tells `successor` (at `node`) that this member, its leader, has
+    /// stopped Raft `stopped_ms_ago` milliseconds ago after it matched
+    /// log index `last_log_index`, so that it campaigns at once
+    /// (`crate::node::handover`).
+    pub async fn take_over(
+        &self,
+        successor: NodeId,
+        node: &SettNode,
+        stopped_ms_ago: u64,
+        last_log_index: u64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut client = self
+            .peers
+            .client(successor, node)
+            .map_err(|e| e.to_string())?;
+        let req = pb::TakeOverRequest {
+            header: Some(self.peers.me.header_to(successor)),
+            heartbeats_stopped_ms_ago: stopped_ms_ago,
+            last_log_index,
+        };
+        match tokio::time::timeout(timeout, client.take_over(req)).await {
+            Err(_) => Err(format!("member {successor:x} did not answer in time")),
+            Ok(Err(s)) => Err(s.to_string()),
+            Ok(Ok(r)) if r.get_ref().error.is_empty() => Ok(()),
+            Ok(Ok(r)) => Err(r.into_inner().error),
+        }
+    }
+}
+
 /// Why a leader gave no read index.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -7,8 +7,13 @@
 //! count and byte total match what arrived (fsynced first); a stream that
 //! breaks off, or carries anything out of order, installs nothing and its
 //! partial file is removed.
+//!
+//! `TakeOver` comes from a stopping leader naming this member its
+//! successor ([`crate::node::handover`]); the service keeps when it last
+//! accepted an AppendEntries for it.
 
 use super::codec::{decode_request, encode_reply, Identity};
+use crate::node::handover::{self, LastHeard};
 use crate::raft::types::{Raft, Snapshot, SnapshotMeta, Vote};
 use crate::raft::{NodeId, Request};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -24,6 +29,7 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming}
 pub struct RaftService {
     raft: Raft,
     me: Identity,
+    last_heard: LastHeard,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -35,7 +41,11 @@ impl std::fmt::Debug for RaftService {
 impl RaftService {
     /// The service of member `me`, handing messages to `raft`.
     pub fn new(raft: Raft, me: Identity) -> RaftService {
-        RaftService { raft, me }
+        RaftService {
+            raft,
+            me,
+            last_heard: LastHeard::default(),
+        }
     }
 
     /// As a tonic service, with sett's message size limits.
@@ -167,9 +177,14 @@ impl pb::raft_server::Raft for RaftService {
         self.me.check(req.header.as_ref())?;
         let rpc = decode_request(&req.payload, "AppendEntries payload")?;
         let result = match self.raft.append_entries(rpc).await {
-            Ok(r) => pb::append_entries_response::Result::Ok(
-                encode_reply(&r, "AppendEntries response")?.into(),
-            ),
+            Ok(r) => {
+                if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)) {
+                    self.last_heard.touch();
+                }
+                pb::append_entries_response::Result::Ok(
+                    encode_reply(&r, "AppendEntries response")?.into(),
+                )
+            }
             Err(e) => pb::append_entries_response::Result::Error(
                 encode_reply(&e, "AppendEntries error")?.into(),
             ),
@@ -255,6 +270,25 @@ impl pb::raft_server::Raft for RaftService {
             Err(e) => e,
         };
         Ok(GrpcResponse::new(pb::PublishResponse { error }))
+    }
+
+    async fn take_over(
+        &self,
+        request: GrpcRequest<pb::TakeOverRequest>,
+    ) -> Result<GrpcResponse<pb::TakeOverResponse>, Status> {
+        let req = request.into_inner();
+        let from = self.me.check(req.header.as_ref())?;
+        let error = match handover::accept(
+            &self.raft,
+            from,
+            &self.last_heard,
+            req.heartbeats_stopped_ms_ago,
+            req.last_log_index,
+        ) {
+            Ok(()) => String::new(),
+            Err(e) => e,
+        };
+        Ok(GrpcResponse::new(pb::TakeOverResponse { error }))
     }
 }
 
