@@ -2,7 +2,8 @@
 //! in a loop through every member:
 //!
 //! - the leader exits 0;
-//! - one of the other two becomes leader;
+//! - it hands its leadership over to a follower, and one of the other
+//!   two becomes leader;
 //! - every acknowledged write is in the store afterwards;
 //! - a write sent to the stopping leader before the signal either
 //!   succeeds or fails with an etcd error (`etcdserver: ...`), never with
@@ -254,9 +255,14 @@ fn sigterm_of_the_leader_under_writes() {
             ..
         } = stop_leader_under_writes(&mut cluster, |_| all.clone(), "w").await;
 
-        // A new leader among the other two.
+        // A new leader among the other two, which the stopped one named.
         let leader = cluster.leader().await;
         assert_ne!(leader, stopped, "the stopped member cannot lead");
+        assert!(
+            cluster.log_contains(stopped, "leadership handed over"),
+            "the stopping leader handed over to no follower; its log tail:\n{}",
+            cluster.log_tail(stopped)
+        );
 
         // Every acknowledged write is there (one linearizable read).
         let mut client = cluster.client(leader).await;
