@@ -233,8 +233,9 @@ pub struct Flags {
     /// `https://` client URLs [default: false].
     #[arg(long, env = "SETT_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
     pub client_cert_auth: Option<bool>,
-    /// Path to the client server TLS trusted CA cert file (PEM): verifies
-    /// client certificates, and other members' `https://` client URLs.
+    /// Path to the client server TLS trusted CA cert file (PEM): clients
+    /// of the `https://` client URLs must present a certificate it signed
+    /// (as in etcd); also verifies other members' `https://` client URLs.
     #[arg(long, env = "SETT_TRUSTED_CA_FILE")]
     pub trusted_ca_file: Option<PathBuf>,
     /// Path to the peer server TLS cert file (PEM); needed by `https://`
@@ -248,8 +249,9 @@ pub struct Flags {
     /// `https://` peer URLs [default: false].
     #[arg(long, env = "SETT_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true")]
     pub peer_client_cert_auth: Option<bool>,
-    /// Path to the peer server TLS trusted CA file (PEM): verifies the
-    /// other members' certificates.
+    /// Path to the peer server TLS trusted CA file (PEM): members dialing
+    /// the `https://` peer URLs must present a certificate it signed, and
+    /// it verifies the other members' certificates when dialing them.
     #[arg(long, env = "SETT_PEER_TRUSTED_CA_FILE")]
     pub peer_trusted_ca_file: Option<PathBuf>,
 }
@@ -393,7 +395,8 @@ pub struct TlsFiles {
     /// The private key of the leaf (PEM).
     pub key_file: Option<PathBuf>,
     /// Whether connecting clients must present a certificate signed by
-    /// `trusted_ca_file`.
+    /// `trusted_ca_file` (a trusted CA requires one anyway, as in etcd;
+    /// this insists on the CA).
     pub client_cert_auth: bool,
     /// The certificate authorities (PEM) trusted for the certificates of
     /// connecting clients and of the members this one dials.
