@@ -136,7 +136,8 @@ fn run_member(flags: &Flags) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(cfg.log_level, cfg.log_format);
+    let log_format = cfg.log_format;
+    init_tracing(cfg.log_level, log_format);
     let rt = runtime();
     let result = rt.block_on(async {
         let mut signals = StopSignals::install();
@@ -155,7 +156,11 @@ fn run_member(flags: &Flags) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sett: {e}");
+            // JSON logs stay one object per line to the end.
+            match log_format {
+                LogFormat::Json => tracing::error!(error = %e, "member failed"),
+                LogFormat::Console => eprintln!("sett: {e}"),
+            }
             ExitCode::FAILURE
         }
     }
