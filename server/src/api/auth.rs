@@ -309,11 +309,13 @@ impl Auth for AuthService {
             if !state.enabled {
                 return Err(EtcdError::AUTH_NOT_ENABLED.to_status());
             }
-            let hash = state
-                .users
-                .get(&req.name)
-                .and_then(|u| u.password_hash.clone())
-                .ok_or_else(|| EtcdError::AUTH_FAILED.to_status())?;
+            let hash = match state.users.get(&req.name) {
+                None => return Err(EtcdError::AUTH_FAILED.to_status()),
+                Some(u) => u
+                    .password_hash
+                    .clone()
+                    .ok_or_else(|| EtcdError::AUTH_NO_PASSWORD_USER.to_status())?,
+            };
             let password = req.password.clone();
             let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
                 .await
