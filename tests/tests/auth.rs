@@ -131,10 +131,7 @@ const USERS: [(&str, &str); 5] = [
 async fn set_up(c: &mut Client) {
     assert_eq!(
         outcome(c.auth_enable().await),
-        err((
-            "FailedPrecondition",
-            "etcdserver: root user does not exist"
-        )),
+        err(("FailedPrecondition", "etcdserver: root user does not exist")),
         "enable without a root user"
     );
     for (name, pw) in USERS {
@@ -310,10 +307,7 @@ async fn run_op(c: &mut Client, root: &mut Client, user: &str, op: Op) -> Outcom
             let r = outcome(c.txn(t).await);
             if r.is_err() {
                 // Denied as a whole: the allowed half was not written.
-                let got = root
-                    .get(format!("/b/{tag}"), None)
-                    .await
-                    .expect("root get");
+                let got = root.get(format!("/b/{tag}"), None).await.expect("root get");
                 assert!(got.kvs().is_empty(), "{tag}: half of a denied txn applied");
             }
             r
@@ -340,7 +334,10 @@ async fn run_op(c: &mut Client, root: &mut Client, user: &str, op: Op) -> Outcom
             }
             let r = outcome(c.lease_revoke(lease).await);
             let left = root
-                .get(format!("{prefix}{tag}-"), Some(GetOptions::new().with_prefix()))
+                .get(
+                    format!("{prefix}{tag}-"),
+                    Some(GetOptions::new().with_prefix()),
+                )
                 .await
                 .expect("root get")
                 .kvs()
@@ -418,8 +415,14 @@ async fn common_checks(urls: &[String]) -> Vec<(String, Outcome)> {
     let u1 = &urls[1 % urls.len()];
     let mut out = Vec::new();
     let mut anon = anonymous(u0).await;
-    out.push(("get without token".into(), outcome(anon.get("/a/1", None).await)));
-    out.push(("put without token".into(), outcome(anon.put("/a/1", "x", None).await)));
+    out.push((
+        "get without token".into(),
+        outcome(anon.get("/a/1", None).await),
+    ));
+    out.push((
+        "put without token".into(),
+        outcome(anon.put("/a/1", "x", None).await),
+    ));
     out.push((
         "unknown token".into(),
         range_with_token(u0, "no-such-token.1", "/a/1").await,
@@ -432,7 +435,10 @@ async fn common_checks(urls: &[String]) -> Vec<(String, Outcome)> {
         "unknown user".into(),
         outcome(login(u1, "ghost", "x").await),
     ));
-    out.push(("no-password user".into(), outcome(login(u1, "np", "").await)));
+    out.push((
+        "no-password user".into(),
+        outcome(login(u1, "np", "").await),
+    ));
     let mut root = user(u0, "root", ROOT_PW).await;
     out.push((
         "delete root".into(),
@@ -557,9 +563,13 @@ fn permissions_matrix_matches_etcd() {
                 .await
                 .unwrap_or_else(|e| panic!("reader reads /b/1 at {url} after the grant: {e}"));
         }
-        root.role_revoke_permission("ro-a", "/b/", Some(etcd_client::RoleRevokePermissionOptions::new().with_prefix()))
-            .await
-            .expect("revoke");
+        root.role_revoke_permission(
+            "ro-a",
+            "/b/",
+            Some(etcd_client::RoleRevokePermissionOptions::new().with_prefix()),
+        )
+        .await
+        .expect("revoke");
         for url in &urls {
             let mut r = user(url, "reader", "rpw").await;
             assert_eq!(outcome(r.get("/b/1", None).await), err(DENIED), "{url}");
@@ -576,7 +586,10 @@ fn permissions_matrix_matches_etcd() {
         for r in &mut readers {
             assert_eq!(outcome(r.get("/a/1", None).await), err(INVALID_TOKEN));
         }
-        assert_eq!(outcome(login(&urls[2], "reader", "rpw").await), err(AUTH_FAILED));
+        assert_eq!(
+            outcome(login(&urls[2], "reader", "rpw").await),
+            err(AUTH_FAILED)
+        );
         user(&urls[2], "reader", "rpw2")
             .await
             .get("/a/1", None)
@@ -643,7 +656,10 @@ fn auth_state_survives_restarts_and_snapshots() {
         for i in 0..cluster.len() {
             cluster.restart(i);
         }
-        wait_readable(&urls[0], "reader", "rpw", "/a/1", || cluster.all_log_tails()).await;
+        wait_readable(&urls[0], "reader", "rpw", "/a/1", || {
+            cluster.all_log_tails()
+        })
+        .await;
         assert_eq!(
             outcome(reader.get("/a/1", None).await),
             err(INVALID_TOKEN),
@@ -651,10 +667,15 @@ fn auth_state_survives_restarts_and_snapshots() {
         );
         for url in &urls {
             let mut r = user(url, "reader", "rpw").await;
-            r.get("/a/1", None).await.expect("reader reads after restart");
+            r.get("/a/1", None)
+                .await
+                .expect("reader reads after restart");
             assert_eq!(outcome(r.get("/b/1", None).await), err(DENIED));
         }
-        assert_eq!(outcome(anonymous(&urls[2]).await.get("/a/1", None).await), err(USER_EMPTY));
+        assert_eq!(
+            outcome(anonymous(&urls[2]).await.get("/a/1", None).await),
+            err(USER_EMPTY)
+        );
 
         // Member 2 is down while users, roles and many keys change; it
         // catches up from a snapshot (its log has been purged past it).
@@ -665,10 +686,14 @@ fn auth_state_survives_restarts_and_snapshots() {
         root.role_grant_permission("late-role", Permission::read("/late/").with_prefix())
             .await
             .expect("grant");
-        root.user_grant_role("late", "late-role").await.expect("grant role");
+        root.user_grant_role("late", "late-role")
+            .await
+            .expect("grant role");
         root.user_delete("writer").await.expect("user delete");
         for i in 0..200 {
-            root.put(format!("/late/{i}"), "v", None).await.expect("put");
+            root.put(format!("/late/{i}"), "v", None)
+                .await
+                .expect("put");
         }
         cluster.restart(2);
         wait_readable(&urls[2], "late", "lpw", "/late/1", || cluster.log_tail(2)).await;
@@ -681,14 +706,28 @@ fn auth_state_survives_restarts_and_snapshots() {
         );
         let mut late = user(&urls[2], "late", "lpw").await;
         assert_eq!(
-            outcome(late.get("/a/1", Some(GetOptions::new().with_serializable())).await),
+            outcome(
+                late.get("/a/1", Some(GetOptions::new().with_serializable()))
+                    .await
+            ),
             err(DENIED)
         );
-        assert_eq!(outcome(login(&urls[2], "writer", "wpw").await), err(AUTH_FAILED));
+        assert_eq!(
+            outcome(login(&urls[2], "writer", "wpw").await),
+            err(AUTH_FAILED)
+        );
         let mut root2 = user(&urls[2], "root", ROOT_PW).await;
         let users = root2.user_list().await.expect("user list on member 2");
-        assert!(users.users().iter().any(|u| u == "late"), "{:?}", users.users());
-        assert!(!users.users().iter().any(|u| u == "writer"), "{:?}", users.users());
+        assert!(
+            users.users().iter().any(|u| u == "late"),
+            "{:?}",
+            users.users()
+        );
+        assert!(
+            !users.users().iter().any(|u| u == "writer"),
+            "{:?}",
+            users.users()
+        );
     });
 }
 
@@ -698,10 +737,29 @@ const CTL_SEQUENCE: &[(&[&str], bool)] = &[
     (&["user", "add", "root", "--new-user-password=rootpw"], true),
     (&["user", "add", "root", "--new-user-password=x"], false),
     (&["role", "add", "app"], true),
-    (&["role", "grant-permission", "app", "read", "/a/", "--prefix"], true),
-    (&["role", "grant-permission", "app", "readwrite", "/k"], true),
-    (&["role", "grant-permission", "app", "write", "/w", "/wz"], true),
-    (&["role", "grant-permission", "app", "read", "/f", "--from-key"], true),
+    (
+        &["role", "grant-permission", "app", "read", "/a/", "--prefix"],
+        true,
+    ),
+    (
+        &["role", "grant-permission", "app", "readwrite", "/k"],
+        true,
+    ),
+    (
+        &["role", "grant-permission", "app", "write", "/w", "/wz"],
+        true,
+    ),
+    (
+        &[
+            "role",
+            "grant-permission",
+            "app",
+            "read",
+            "/f",
+            "--from-key",
+        ],
+        true,
+    ),
     (&["role", "get", "app"], true),
     (&["user", "add", "u", "--new-user-password=upw"], true),
     (&["user", "grant-role", "u", "app"], true),
@@ -722,10 +780,36 @@ const CTL_SEQUENCE: &[(&[&str], bool)] = &[
     (&["--user", "root:rootpw", "role", "get", "root"], true),
     (&["--user", "root:rootpw", "user", "list"], true),
     (&["--user", "root:rootpw", "role", "list"], true),
-    (&["--user", "root:rootpw", "user", "get", "u", "--detail"], true),
-    (&["--user", "root:rootpw", "role", "revoke-permission", "app", "/k"], true),
-    (&["--user", "root:rootpw", "role", "revoke-permission", "app", "/k"], false),
-    (&["--user", "root:rootpw", "user", "revoke-role", "u", "app"], true),
+    (
+        &["--user", "root:rootpw", "user", "get", "u", "--detail"],
+        true,
+    ),
+    (
+        &[
+            "--user",
+            "root:rootpw",
+            "role",
+            "revoke-permission",
+            "app",
+            "/k",
+        ],
+        true,
+    ),
+    (
+        &[
+            "--user",
+            "root:rootpw",
+            "role",
+            "revoke-permission",
+            "app",
+            "/k",
+        ],
+        false,
+    ),
+    (
+        &["--user", "root:rootpw", "user", "revoke-role", "u", "app"],
+        true,
+    ),
     (&["--user", "root:rootpw", "user", "delete", "root"], false),
     (&["--user", "root:rootpw", "role", "delete", "root"], false),
     (&["--user", "root:rootpw", "user", "delete", "u"], true),
@@ -763,7 +847,11 @@ fn etcdctl_auth_sequence_matches_etcd() {
         let want = run_ctl_sequence(etcd.client_url());
         drop(etcd);
         for ((args, ok), out) in CTL_SEQUENCE.iter().zip(&want) {
-            assert_eq!(out.code == 0, *ok, "etcd disagrees with the sequence: {args:?} {out:?}");
+            assert_eq!(
+                out.code == 0,
+                *ok,
+                "etcd disagrees with the sequence: {args:?} {out:?}"
+            );
         }
 
         let cluster = Cluster::start(ClusterOptions {
@@ -775,7 +863,9 @@ fn etcdctl_auth_sequence_matches_etcd() {
         let mut report = String::new();
         for (((args, _), w), g) in CTL_SEQUENCE.iter().zip(&want).zip(&got) {
             if w != g {
-                report.push_str(&format!("\n=== etcdctl {args:?}\n--- etcd: {w:?}\n--- sett: {g:?}\n"));
+                report.push_str(&format!(
+                    "\n=== etcdctl {args:?}\n--- etcd: {w:?}\n--- sett: {g:?}\n"
+                ));
             }
         }
         assert!(report.is_empty(), "sett differs from etcd 3.4:{report}");
@@ -785,7 +875,14 @@ fn etcdctl_auth_sequence_matches_etcd() {
         let steps: &[&[&str]] = &[
             &["user", "add", "s", "--new-user-password=spw"],
             &["role", "add", "srole"],
-            &["role", "grant-permission", "srole", "readwrite", "/s/", "--prefix"],
+            &[
+                "role",
+                "grant-permission",
+                "srole",
+                "readwrite",
+                "/s/",
+                "--prefix",
+            ],
             &["user", "grant-role", "s", "srole"],
             &["role", "get", "srole"],
             &["user", "get", "s"],
@@ -797,11 +894,9 @@ fn etcdctl_auth_sequence_matches_etcd() {
             let args: Vec<&str> = root.iter().chain(step.iter()).copied().collect();
             let out = settctl(&url, &args);
             assert_eq!(out.code, 0, "settctl {args:?}: {out:?}");
-            if step[0] == "user" || step[0] == "role" {
-                if matches!(step[1], "get" | "list") {
-                    let ctl = etcdctl(&url, &args, None);
-                    assert_eq!(out.stdout, ctl.stdout, "settctl {args:?} vs etcdctl");
-                }
+            if matches!(step[0], "user" | "role") && matches!(step[1], "get" | "list") {
+                let ctl = etcdctl(&url, &args, None);
+                assert_eq!(out.stdout, ctl.stdout, "settctl {args:?} vs etcdctl");
             }
         }
         let denied = settctl(&url, &["get", "/s/1"]);
@@ -810,12 +905,21 @@ fn etcdctl_auth_sequence_matches_etcd() {
             denied.stderr.contains("etcdserver: user name is empty"),
             "{denied:?}"
         );
-        let put = settctl(&url, &["--user", "s", "--password", "spw", "put", "/s/1", "v"]);
+        let put = settctl(
+            &url,
+            &["--user", "s", "--password", "spw", "put", "/s/1", "v"],
+        );
         assert_eq!(put.code, 0, "{put:?}");
         let refused = settctl(&url, &["--user", "s:spw", "put", "/t", "v"]);
-        assert!(refused.stderr.contains("etcdserver: permission denied"), "{refused:?}");
+        assert!(
+            refused.stderr.contains("etcdserver: permission denied"),
+            "{refused:?}"
+        );
         let status = settctl(&url, &["--user", "s:spw", "auth", "status"]);
         assert_eq!(status.code, 0, "{status:?}");
-        assert!(status.stdout.starts_with("Authentication Status: true\n"), "{status:?}");
+        assert!(
+            status.stdout.starts_with("Authentication Status: true\n"),
+            "{status:?}"
+        );
     });
 }

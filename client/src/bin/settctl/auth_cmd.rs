@@ -181,7 +181,10 @@ pub async fn auth(conn: &Conn, cmd: AuthCommand) -> Result<()> {
             // As etcdctl: grant role root to user root if that is all that
             // is missing, then enable again.
             for _ in 0..2 {
-                match conn.call(conn.auth().auth_enable(AuthEnableRequest {})).await {
+                match conn
+                    .call(conn.auth().auth_enable(AuthEnableRequest {}))
+                    .await
+                {
                     Ok(_) => {
                         println!("Authentication Enabled");
                         return Ok(());
@@ -398,7 +401,10 @@ pub async fn role(conn: &Conn, cmd: RoleCommand) -> Result<()> {
             };
             conn.call(a().role_revoke_permission(req)).await?;
             if end.is_empty() {
-                println!("Permission of key {} is revoked from role {}", p.key, p.role);
+                println!(
+                    "Permission of key {} is revoked from role {}",
+                    p.key, p.role
+                );
             } else {
                 println!(
                     "Permission of range [{}, {}) is revoked from role {}",
