@@ -648,6 +648,43 @@ fn auth_state_survives_restarts_and_snapshots() {
         set_up(&mut anonymous(&urls[0]).await).await;
         let mut reader = user(&urls[1], "reader", "rpw").await;
         reader.get("/a/1", None).await.expect("reader reads");
+        // sett's own client: authenticates at connect, sends the token
+        // with every call (native transactions included).
+        let sc = sett_client::Client::connect(
+            urls.clone(),
+            sett_client::ConnectOptions::new().with_user("reader", "rpw"),
+        )
+        .await
+        .expect("sett-client connects as reader");
+        let got = sc
+            .kv()
+            .get("/a/1", sett_client::GetOptions::new())
+            .await
+            .expect("sett-client reads /a/1");
+        assert_eq!(got.kvs.len(), 1);
+        let denied = sc
+            .kv()
+            .put("/a/1", "x", sett_client::PutOptions::new())
+            .await
+            .expect_err("reader may not write");
+        assert_eq!(
+            denied.status().map(|s| (s.code(), s.message().to_owned())),
+            Some((tonic::Code::PermissionDenied, DENIED.1.to_owned()))
+        );
+        let txns = sc.transactions();
+        let txn = txns.begin().await.expect("begin");
+        assert!(txn.get("/a/1").await.expect("native get").is_some());
+        txn.put("/a/2", "x");
+        let refused = txns.commit(&txn).await.expect_err("native write refused");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        let txn = txns.begin().await.expect("begin");
+        assert_eq!(
+            txn.get("/b/1")
+                .await
+                .expect_err("native read refused")
+                .code(),
+            tonic::Code::PermissionDenied
+        );
 
         // Every member restarts: users and roles persist, tokens do not.
         for i in 0..cluster.len() {
@@ -665,6 +702,13 @@ fn auth_state_survives_restarts_and_snapshots() {
             err(INVALID_TOKEN),
             "a token from before the restart"
         );
+        // sett-client authenticates again by itself.
+        let got = sc
+            .kv()
+            .get("/a/1", sett_client::GetOptions::new())
+            .await
+            .expect("sett-client reads after the restart");
+        assert_eq!(got.kvs.len(), 1);
         for url in &urls {
             let mut r = user(url, "reader", "rpw").await;
             r.get("/a/1", None)
