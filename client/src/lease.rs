@@ -9,6 +9,7 @@
 //! gone (a TTL of zero or less); it also gives up once the lease must
 //! have expired and the retry budget has passed without a renewal.
 
+use crate::auth::Chan;
 use crate::client::Client;
 use crate::error::Error;
 use crate::retry::{Backoff, Kind};
@@ -21,7 +22,6 @@ use sett_proto::etcdserverpb::{
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use crate::auth::Chan;
 
 /// Shortest pause between two renewals.
 const MIN_RENEW_INTERVAL: Duration = Duration::from_millis(500);

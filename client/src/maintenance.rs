@@ -5,6 +5,7 @@
 //! bounded by the request timeout; the others are routed and retried like
 //! any call.
 
+use crate::auth::Chan;
 use crate::client::{status_of, Client};
 use crate::error::Error;
 use crate::retry::Kind;
@@ -14,7 +15,6 @@ use sett_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, SnapshotRequest, SnapshotResponse, StatusResponse,
 };
-use crate::auth::Chan;
 
 /// Handle on the Maintenance service of a [`Client`]; cheap to clone.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@
 //! recording what it read, and buffers writes; a read sees the
 //! transaction's own earlier writes.
 
+use crate::auth::Chan;
 use bytes::Bytes;
 use prost::Message;
 use sett_proto::mvccpb::KeyValue;
@@ -21,7 +22,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use crate::auth::Chan;
 use tonic::transport::Channel;
 
 /// Why a transaction failed.

@@ -75,7 +75,9 @@ impl ApiContext {
 
     async fn caller_of(&self, token: Option<MetadataValue<Ascii>>) -> Result<Caller, Status> {
         let r = self.caller_now(token.clone());
-        if r.as_ref().is_err_and(|s| s.code() == tonic::Code::Unauthenticated) {
+        if r.as_ref()
+            .is_err_and(|s| s.code() == tonic::Code::Unauthenticated)
+        {
             // A token issued through another member may not be applied
             // here yet: look again once this member has caught up.
             self.read_barrier().await?;
@@ -309,11 +311,13 @@ impl Auth for AuthService {
             if !state.enabled {
                 return Err(EtcdError::AUTH_NOT_ENABLED.to_status());
             }
-            let hash = state
-                .users
-                .get(&req.name)
-                .and_then(|u| u.password_hash.clone())
-                .ok_or_else(|| EtcdError::AUTH_FAILED.to_status())?;
+            let hash = match state.users.get(&req.name) {
+                None => return Err(EtcdError::AUTH_FAILED.to_status()),
+                Some(u) => u
+                    .password_hash
+                    .clone()
+                    .ok_or_else(|| EtcdError::AUTH_NO_PASSWORD_USER.to_status())?,
+            };
             let password = req.password.clone();
             let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
                 .await
@@ -527,9 +531,9 @@ impl Auth for AuthService {
     ) -> Result<GrpcResponse<pb::AuthRoleGrantPermissionResponse>, Status> {
         self.admin(&request).await?;
         let req = request.into_inner();
-        let p = req.perm.ok_or_else(|| {
-            Status::invalid_argument("etcdserver: permission is not provided")
-        })?;
+        let p = req
+            .perm
+            .ok_or_else(|| Status::invalid_argument("etcdserver: permission is not provided"))?;
         let kind = PermKind::from_wire(p.perm_type).ok_or_else(|| {
             Status::invalid_argument(format!("sett: unknown permission type {}", p.perm_type))
         })?;

@@ -77,7 +77,10 @@ impl Kv for KvService {
             self.ctx.fill_header(&mut resp, None);
             return Ok(GrpcResponse::new(resp));
         }
-        let cmd = self.ctx.as_user(&caller, self.encode(&req, Request::Put)?).await?;
+        let cmd = self
+            .ctx
+            .as_user(&caller, self.encode(&req, Request::Put)?)
+            .await?;
         self.ctx.check_quota().await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
@@ -91,7 +94,8 @@ impl Kv for KvService {
         checked(check_delete(&req))?;
         let cmd = self
             .ctx
-            .as_user(&caller, self.encode(&req, Request::DeleteRange)?).await?;
+            .as_user(&caller, self.encode(&req, Request::DeleteRange)?)
+            .await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
 
@@ -102,7 +106,10 @@ impl Kv for KvService {
         let caller = self.ctx.caller(&request).await?;
         let req = request.into_inner();
         checked(validate_txn(&req, self.ctx.inner.max_txn_ops))?;
-        let cmd = self.ctx.as_user(&caller, self.encode(&req, Request::Txn)?).await?;
+        let cmd = self
+            .ctx
+            .as_user(&caller, self.encode(&req, Request::Txn)?)
+            .await?;
         if crate::raft::mvcc_applier::txn_has_put(&req) {
             self.ctx.check_quota().await?;
         }
@@ -117,7 +124,8 @@ impl Kv for KvService {
         let req = request.into_inner();
         let cmd = self
             .ctx
-            .as_user(&caller, self.encode(&req, Request::Compact)?).await?;
+            .as_user(&caller, self.encode(&req, Request::Compact)?)
+            .await?;
         self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
 }

@@ -286,11 +286,9 @@ impl Lease for LeaseService {
         let req = request.into_inner();
         let cmd = self
             .ctx
-            .as_user(&caller, Request::LeaseRevoke(req.encode_to_vec())).await?;
-        self.ctx
-            .propose(cmd)
-            .await
-            .map(GrpcResponse::new)
+            .as_user(&caller, Request::LeaseRevoke(req.encode_to_vec()))
+            .await?;
+        self.ctx.propose(cmd).await.map(GrpcResponse::new)
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;

@@ -174,7 +174,9 @@ impl Sett for NativeService {
         if req.key.is_empty() {
             return Err(EtcdError::EMPTY_KEY.to_status());
         }
-        self.ctx.require_read(&caller, &req.key, &req.range_end).await?;
+        self.ctx
+            .require_read(&caller, &req.key, &req.range_end)
+            .await?;
         self.reach(rev).await;
         let (sort_order, sort_target) = if req.reverse {
             (SortOrder::Descend as i32, SortTarget::Key as i32)
@@ -230,7 +232,8 @@ impl Sett for NativeService {
         }
         let cmd = self
             .ctx
-            .as_user(&caller, Request::NativeCommit(req.encode_to_vec())).await?;
+            .as_user(&caller, Request::NativeCommit(req.encode_to_vec()))
+            .await?;
         let mut resp: CommitResponse = self.ctx.propose_plain(cmd).await?;
         let rev = resp.header.as_ref().map_or(0, |h| h.revision);
         resp.header = self.header(rev);

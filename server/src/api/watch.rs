@@ -280,10 +280,10 @@ impl Session {
                 .await
                 .is_err()
         {
-            // etcd 3.4: created and canceled at once, under the id the
-            // client asked for, with the gRPC error's text as reason.
+            // etcd 3.4: created and canceled at once, with id -1 and the
+            // gRPC error's text as reason.
             let resp = WatchResponse {
-                watch_id: c.watch_id,
+                watch_id: REFUSED_WATCH_ID,
                 created: true,
                 canceled: true,
                 cancel_reason: PERMISSION_DENIED_REASON.to_owned(),

@@ -49,11 +49,15 @@ pub fn check_write(
         return Ok(Ok(()));
     }
     let ok = match req {
-        Request::Put(b) => PutRequest::decode(b.as_slice()).map_or(true, |r| put_ok(state, user, &r)),
+        Request::Put(b) => {
+            PutRequest::decode(b.as_slice()).map_or(true, |r| put_ok(state, user, &r))
+        }
         Request::DeleteRange(b) => {
             DeleteRangeRequest::decode(b.as_slice()).map_or(true, |r| delete_ok(state, user, &r))
         }
-        Request::Txn(b) => TxnRequest::decode(b.as_slice()).map_or(true, |r| txn_ok(state, user, &r)),
+        Request::Txn(b) => {
+            TxnRequest::decode(b.as_slice()).map_or(true, |r| txn_ok(state, user, &r))
+        }
         Request::LeaseRevoke(b) => match LeaseRevokeRequest::decode(b.as_slice()) {
             Ok(r) => lease_keys(r.id)?
                 .iter()
@@ -103,13 +107,16 @@ pub fn txn_ok(state: &AuthState, user: &str, t: &TxnRequest) -> bool {
     t.compare
         .iter()
         .all(|c| range_ok(state, user, &c.key, &c.range_end))
-        && t.success.iter().chain(&t.failure).all(|op| match &op.request {
-            Some(Op::RequestRange(r)) => read_ok(state, user, r),
-            Some(Op::RequestPut(r)) => put_ok(state, user, r),
-            Some(Op::RequestDeleteRange(r)) => delete_ok(state, user, r),
-            Some(Op::RequestTxn(r)) => txn_ok(state, user, r),
-            None => true,
-        })
+        && t.success
+            .iter()
+            .chain(&t.failure)
+            .all(|op| match &op.request {
+                Some(Op::RequestRange(r)) => read_ok(state, user, r),
+                Some(Op::RequestPut(r)) => put_ok(state, user, r),
+                Some(Op::RequestDeleteRange(r)) => delete_ok(state, user, r),
+                Some(Op::RequestTxn(r)) => txn_ok(state, user, r),
+                None => true,
+            })
 }
 
 fn native_ok(state: &AuthState, user: &str, r: &sett_proto::sett::v1::CommitRequest) -> bool {
@@ -206,7 +213,10 @@ mod tests {
             check(&s, "u", &p("/a/1", false)),
             Err(EtcdError::AUTH_PERMISSION_DENIED)
         );
-        assert_eq!(check(&s, "", &p("/b/1", false)), Err(EtcdError::AUTH_USER_EMPTY));
+        assert_eq!(
+            check(&s, "", &p("/b/1", false)),
+            Err(EtcdError::AUTH_USER_EMPTY)
+        );
         assert_eq!(check(&s, "root", &p("/x", true)), Ok(()));
         let compact = Request::Compact(Vec::new());
         assert_eq!(

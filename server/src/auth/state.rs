@@ -399,10 +399,7 @@ mod tests {
         assert!(s.enabled);
         assert_eq!(s.revision, rev + 1);
         assert_eq!(
-            apply(
-                &mut s,
-                AuthCommand::UserDelete { name: ROOT.into() }
-            ),
+            apply(&mut s, AuthCommand::UserDelete { name: ROOT.into() }),
             Err(EtcdError::AUTH_INVALID_MGMT)
         );
         assert_eq!(

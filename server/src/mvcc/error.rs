@@ -174,6 +174,12 @@ impl EtcdError {
         tonic::Code::InvalidArgument,
         "etcdserver: authentication failed, invalid user ID or password",
     );
+    /// Authenticate as a user added with `no_password` (etcd 3.4 sends
+    /// its internal error untranslated, hence `Unknown`).
+    pub const AUTH_NO_PASSWORD_USER: EtcdError = EtcdError::new(
+        tonic::Code::Unknown,
+        "auth: authentication failed, password was given for no password user",
+    );
     /// The user lacks the permission the request needs.
     pub const AUTH_PERMISSION_DENIED: EtcdError = EtcdError::new(
         tonic::Code::PermissionDenied,

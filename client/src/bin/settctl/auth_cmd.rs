@@ -77,7 +77,8 @@ pub enum UserCommand {
 #[derive(Debug, Args)]
 pub struct UserAddArgs {
     /// `NAME` or `NAME:PASSWORD`.
-    user: String,
+    #[arg(value_name = "USER")]
+    spec: String,
     /// The password (instead of `NAME:PASSWORD`).
     #[arg(long)]
     new_user_password: Option<String>,
@@ -180,7 +181,10 @@ pub async fn auth(conn: &Conn, cmd: AuthCommand) -> Result<()> {
             // As etcdctl: grant role root to user root if that is all that
             // is missing, then enable again.
             for _ in 0..2 {
-                match conn.call(conn.auth().auth_enable(AuthEnableRequest {})).await {
+                match conn
+                    .call(conn.auth().auth_enable(AuthEnableRequest {}))
+                    .await
+                {
                     Ok(_) => {
                         println!("Authentication Enabled");
                         return Ok(());
@@ -258,13 +262,13 @@ pub async fn user(conn: &Conn, cmd: UserCommand) -> Result<()> {
     let a = || conn.auth();
     match cmd {
         UserCommand::Add(args) => {
-            let (name, password) = match (args.user.split_once(':'), args.new_user_password) {
+            let (name, password) = match (args.spec.split_once(':'), args.new_user_password) {
                 (Some(_), Some(_)) => {
                     bail!("give the password either as NAME:PASSWORD or --new-user-password")
                 }
                 (Some((n, p)), None) => (n.to_owned(), p.to_owned()),
-                (None, Some(p)) => (args.user.clone(), p),
-                (None, None) if args.no_password => (args.user.clone(), String::new()),
+                (None, Some(p)) => (args.spec.clone(), p),
+                (None, None) if args.no_password => (args.spec.clone(), String::new()),
                 (None, None) => bail!("no password: use NAME:PASSWORD or --new-user-password"),
             };
             if password.is_empty() && !args.no_password {
@@ -397,7 +401,10 @@ pub async fn role(conn: &Conn, cmd: RoleCommand) -> Result<()> {
             };
             conn.call(a().role_revoke_permission(req)).await?;
             if end.is_empty() {
-                println!("Permission of key {} is revoked from role {}", p.key, p.role);
+                println!(
+                    "Permission of key {} is revoked from role {}",
+                    p.key, p.role
+                );
             } else {
                 println!(
                     "Permission of range [{}, {}) is revoked from role {}",

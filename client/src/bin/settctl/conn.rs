@@ -4,16 +4,16 @@
 
 use crate::Global;
 use anyhow::{anyhow, Result};
+use sett_client::{Chan, TokenInterceptor};
 use sett_proto::etcdserverpb::auth_client::AuthClient;
 use sett_proto::etcdserverpb::cluster_client::ClusterClient;
-use sett_proto::etcdserverpb::AuthenticateRequest;
 use sett_proto::etcdserverpb::kv_client::KvClient;
 use sett_proto::etcdserverpb::lease_client::LeaseClient;
 use sett_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use sett_proto::etcdserverpb::watch_client::WatchClient;
+use sett_proto::etcdserverpb::AuthenticateRequest;
 use std::future::Future;
 use std::time::Duration;
-use sett_client::{Chan, TokenInterceptor};
 use tonic::transport::Channel;
 
 /// A channel to the cluster plus the timeouts of the global flags; with
@@ -195,9 +195,9 @@ fn credentials(global: &Global) -> Result<Option<(String, String)>> {
         }
         (Some((name, pw)), None) => Ok(Some((name.to_owned(), pw.to_owned()))),
         (None, Some(pw)) => Ok(Some((user.clone(), pw.clone()))),
-        (None, None) => anyhow::bail!(
-            "no password for user {user:?}: use --user {user}:PASSWORD or --password"
-        ),
+        (None, None) => {
+            anyhow::bail!("no password for user {user:?}: use --user {user}:PASSWORD or --password")
+        }
     }
 }
 
