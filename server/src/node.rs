@@ -23,8 +23,8 @@
 
 pub mod handover;
 pub mod health;
-pub mod reflection;
 pub mod incoming;
+pub mod reflection;
 
 use crate::api::authority::AuthorityFix;
 use crate::config::{ClusterState, ConfigError, MemberConfig};

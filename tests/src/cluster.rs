@@ -193,7 +193,7 @@ fn locate_binary() -> (PathBuf, Flavor) {
 
 /// `n` distinct free ports on 127.0.0.1. The listeners are returned so the
 /// caller holds the ports until just before the members bind them.
-fn free_ports(n: usize) -> (Vec<u16>, Vec<TcpListener>) {
+pub fn free_ports(n: usize) -> (Vec<u16>, Vec<TcpListener>) {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
         .collect();

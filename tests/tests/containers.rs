@@ -30,10 +30,9 @@
 #[allow(dead_code)]
 mod cluster;
 
-use cluster::{built_binary, profile_dir, runtime, serial, text};
+use cluster::{built_binary, free_ports, profile_dir, runtime, serial, text};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -159,19 +158,6 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Three distinct free ports on 127.0.0.1, held together so they differ,
-/// released for Docker to publish.
-fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect();
-    [ports[0], ports[1], ports[2]]
-}
-
 /// The image and compose project of one run; dropping it removes both.
 struct Deployment {
     root: PathBuf,
@@ -192,7 +178,7 @@ impl Deployment {
             root: repo_root(),
             project: format!("sett-test-{unique}"),
             tag: format!("sett-test:{unique}"),
-            ports: free_ports(),
+            ports: three_free_ports(),
         }
     }
 
@@ -604,4 +590,10 @@ fn compose_cluster_survives_kill_and_partition() {
     deployment.up();
     runtime().block_on(scenario(&deployment));
     eprintln!("containers: {:?}", started.elapsed());
+}
+
+/// Three distinct free ports on 127.0.0.1, released for Docker to publish.
+fn three_free_ports() -> [u16; 3] {
+    let (ports, _held) = free_ports(3);
+    [ports[0], ports[1], ports[2]]
 }
