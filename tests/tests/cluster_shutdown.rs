@@ -21,10 +21,9 @@ use tokio::time::timeout;
 
 /// Bound on one answer from a running member.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Bound on a member's exit after SIGTERM with streams open: etcd exits
-/// within tens of milliseconds. Shorter than sett's 5 s limit on a
-/// graceful shutdown, so a stream left open fails the test.
-const STOP_BOUND: Duration = Duration::from_secs(3);
+/// What a stopping member logs when a connection is still open at the
+/// end of its grace period: a stream that did not end on the stop.
+const ABANDONED: &str = "connections still open";
 /// Bound on a stream's end once its member has exited.
 const STREAM_END_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on the answer to the Put in flight during the stop.
@@ -122,10 +121,13 @@ async fn stop_with_streams(cluster: &mut Cluster, i: usize, tag: &str) {
     tokio::task::block_in_place(|| cluster.stop(i));
     let took = started.elapsed();
     eprintln!("{tag}: member {} stopped in {took:?}", cluster.name(i));
+    // Every connection closed by itself: the member did not have to
+    // abandon one at the end of its grace period (it logs when it does).
     assert!(
-        took < STOP_BOUND,
-        "{tag}: member {} took {took:?} to exit with streams open (bound {STOP_BOUND:?})",
-        cluster.name(i)
+        !cluster.log_contains(i, ABANDONED),
+        "{tag}: member {} abandoned connections still open at its stop:\n{}",
+        cluster.name(i),
+        cluster.log_tail(i)
     );
 
     // Both streams have ended (cleanly or with an error), none hangs.
