@@ -374,6 +374,17 @@ mod tests {
         s
     }
 
+    fn grant_root_role(s: &mut AuthState) {
+        apply(
+            s,
+            AuthCommand::UserGrantRole {
+                user: ROOT.into(),
+                role: ROOT.into(),
+            },
+        )
+        .unwrap();
+    }
+
     #[test]
     fn enable_needs_root_user_with_root_role() {
         let mut s = AuthState::default();
@@ -386,14 +397,7 @@ mod tests {
             apply(&mut s, AuthCommand::Enable),
             Err(EtcdError::AUTH_ROOT_ROLE_NOT_EXIST)
         );
-        apply(
-            &mut s,
-            AuthCommand::UserGrantRole {
-                user: ROOT.into(),
-                role: ROOT.into(),
-            },
-        )
-        .unwrap();
+        grant_root_role(&mut s);
         let rev = s.revision;
         apply(&mut s, AuthCommand::Enable).unwrap();
         assert!(s.enabled);
@@ -518,14 +522,7 @@ mod tests {
             s.apply(&auth(s.revision)),
             Err(Refusal::Etcd(EtcdError::AUTH_NOT_ENABLED))
         );
-        apply(
-            &mut s,
-            AuthCommand::UserGrantRole {
-                user: ROOT.into(),
-                role: ROOT.into(),
-            },
-        )
-        .unwrap();
+        grant_root_role(&mut s);
         apply(&mut s, AuthCommand::Enable).unwrap();
         assert_eq!(s.apply(&auth(s.revision - 1)), Err(Refusal::Stale));
         let rev = s.revision;

@@ -2,6 +2,7 @@
 //! etcdctl 3.4 prints them (simple format).
 
 use crate::conn::Conn;
+use crate::kv::prefix_end;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use sett_proto::authpb::{permission::Type as PermType, Permission, UserAddOptions};
@@ -147,18 +148,6 @@ pub struct RevokeArgs {
     /// Revokes the permission from KEY on.
     #[arg(long)]
     from_key: bool,
-}
-
-/// The end of the prefix range of `key` (etcd's `GetPrefixRangeEnd`).
-fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// The range end of a permission argument.
